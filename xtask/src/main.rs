@@ -1,1 +1,49 @@
-fn main() {}
+//! `cargo xtask`: the demo's orchestration CLI. Each subcommand is a module
+//! with an `Args` struct whose `run` reads as a checklist of steps.
+
+mod apikey;
+mod clean;
+mod docker;
+mod gid;
+mod prereqs;
+mod project;
+mod test;
+
+use std::path::Path;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use xshell::Shell;
+
+/// Run a Kafka-tuning LLM agent demo in a throwaway k3d sandbox.
+#[derive(Parser, Debug)]
+#[command(name = "cargo xtask", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand, Debug)]
+enum Cmd {
+    /// Check that this machine can run the demo, and say what to fix.
+    CheckPrereqs(prereqs::Args),
+    /// Remove everything the demo created (containers, k3d cluster, networks, volumes).
+    Clean(clean::Args),
+    /// Prepare what the tests need (first run only), then run every check and test.
+    Test(test::Args),
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let sh = Shell::new().context("start shell")?;
+    // Every command works from the repository root, wherever cargo ran it.
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .context("xtask has no parent directory")?;
+    sh.change_dir(root);
+    match cli.cmd {
+        Cmd::CheckPrereqs(args) => args.run(&sh),
+        Cmd::Clean(args) => args.run(&sh),
+        Cmd::Test(args) => args.run(&sh),
+    }
+}

@@ -2,10 +2,6 @@
 //! It is never printed, logged, written to disk or put in an argument list;
 //! commands hand it to children through their environment only.
 
-// `demo` (the only caller of `obtain`/`as_env`) lands with the images and
-// compose file; until then only the tests use this module.
-#![allow(dead_code)]
-
 use std::io::{self, IsTerminal};
 
 use anyhow::bail;

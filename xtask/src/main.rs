@@ -2,11 +2,18 @@
 //! with an `Args` struct whose `run` reads as a checklist of steps.
 
 mod apikey;
+mod build;
 mod clean;
+mod demo;
 mod docker;
+mod down;
 mod gid;
+mod knobs;
+mod logs;
 mod prereqs;
 mod project;
+mod stack;
+mod status;
 mod test;
 
 use std::path::Path;
@@ -25,6 +32,16 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Cmd {
+    /// Run the demo: check, build, start, wait until ready, then watch (Ctrl+C removes it all).
+    Demo(Box<demo::Args>),
+    /// Stop the services but keep the cluster for a fast restart.
+    Down(down::Args),
+    /// Show a service's logs, or the agent's (`agent`).
+    Logs(logs::Args),
+    /// Show each service's health and the latest metrics.
+    Status(status::Args),
+    /// Build the demo's images (producer/consumer, overseer, sandbox).
+    Build(build::Args),
     /// Check that this machine can run the demo, and say what to fix.
     CheckPrereqs(prereqs::Args),
     /// Remove everything the demo created (containers, k3d cluster, networks, volumes).
@@ -42,6 +59,11 @@ fn main() -> anyhow::Result<()> {
         .context("xtask has no parent directory")?;
     sh.change_dir(root);
     match cli.cmd {
+        Cmd::Demo(args) => args.run(&sh),
+        Cmd::Down(args) => args.run(&sh),
+        Cmd::Logs(args) => args.run(&sh),
+        Cmd::Status(args) => args.run(&sh),
+        Cmd::Build(args) => args.run(&sh),
         Cmd::CheckPrereqs(args) => args.run(&sh),
         Cmd::Clean(args) => args.run(&sh),
         Cmd::Test(args) => args.run(&sh),

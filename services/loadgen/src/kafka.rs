@@ -1,0 +1,341 @@
+//! Kafka client settings (one function per client, each non-obvious key
+//! explained), the client contexts that feed connection state and delivery
+//! reports into [`Shared`], and topic creation through the admin API.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::ClientContext;
+use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, RebalanceProtocol};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::producer::{DeliveryResult, ProducerContext};
+use rdkafka::statistics::Statistics;
+use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+use rdkafka::types::RDKafkaRespErr;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Config;
+use crate::histogram::LatencyWindow;
+use crate::metrics::Shared;
+use crate::{Error, Result};
+
+/// How often librdkafka reports statistics; they carry each broker
+/// connection's state, which drives `connected` in `/stats`.
+const STATS_INTERVAL_MS: &str = "1000";
+/// Cap on the reconnect backoff (librdkafka's default is 10 s), so that
+/// both roles notice within a second that a restarted broker is back.
+const RECONNECT_BACKOFF_MAX_MS: &str = "1000";
+
+/// Settings of the producer.
+pub fn producer_config(config: &Config) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", &config.broker)
+        .set("client.id", "loadgen-producer")
+        // librdkafka's default, stated: batching amortises per-request cost
+        // at high rates and adds at most 5 ms to the latency being measured.
+        .set("linger.ms", "5")
+        // A message not delivered within 30 s counts as an error instead of
+        // waiting for the default 5 minutes: its latency would mean nothing,
+        // and during a broker restart the queue would fill with stale sends.
+        .set("message.timeout.ms", "30000")
+        .set("statistics.interval.ms", STATS_INTERVAL_MS)
+        .set("reconnect.backoff.max.ms", RECONNECT_BACKOFF_MAX_MS);
+    c
+}
+
+/// Settings of the consumer.
+pub fn consumer_config(config: &Config) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", &config.broker)
+        .set("client.id", "loadgen-consumer")
+        .set("group.id", &config.group)
+        // A new group starts at the end; the first assignment after start is
+        // moved to the end as well (see ConsumerCtx::rebalance).
+        .set("auto.offset.reset", "latest")
+        // The broker answers a fetch as soon as data is there; this only
+        // bounds an idle fetch, which the mock cluster otherwise holds for
+        // the full default 500 ms and so throttles the consumer.
+        .set("fetch.wait.max.ms", "100")
+        .set("statistics.interval.ms", STATS_INTERVAL_MS)
+        .set("reconnect.backoff.max.ms", RECONNECT_BACKOFF_MAX_MS);
+    c
+}
+
+/// Settings of the admin client that creates the topic.
+pub fn admin_config(config: &Config) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", &config.broker)
+        .set("client.id", "loadgen-admin")
+        .set("reconnect.backoff.max.ms", RECONNECT_BACKOFF_MAX_MS);
+    c
+}
+
+/// Errors that only say a connection failed. They repeat on every
+/// reconnect attempt, so they are logged at debug level; the outage itself
+/// is logged once by [`crate::link`].
+pub fn is_connectivity(code: RDKafkaErrorCode) -> bool {
+    matches!(
+        code,
+        RDKafkaErrorCode::AllBrokersDown
+            | RDKafkaErrorCode::BrokerTransportFailure
+            | RDKafkaErrorCode::Resolve
+            | RDKafkaErrorCode::OperationTimedOut
+            | RDKafkaErrorCode::NetworkException
+            | RDKafkaErrorCode::RequestTimedOut
+            | RDKafkaErrorCode::BrokerNotAvailable
+    )
+}
+
+/// The context every client shares: librdkafka's logs go to `debug` (they
+/// repeat per reconnect attempt), connection state goes to [`crate::link`].
+#[derive(Clone)]
+pub struct ClientCtx {
+    pub shared: Arc<Shared>,
+}
+
+impl ClientContext for ClientCtx {
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, message: &str) {
+        tracing::debug!(target: "librdkafka", ?level, "{fac} {message}");
+    }
+
+    fn stats(&self, statistics: Statistics) {
+        let up = statistics.brokers.values().any(|b| b.state == "UP");
+        if up {
+            self.shared.link.mark_up();
+        } else {
+            self.shared.link.mark_down("no broker connection is up");
+        }
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        match error.rdkafka_error_code() {
+            Some(RDKafkaErrorCode::AllBrokersDown) => {
+                self.shared.link.mark_down(reason);
+            }
+            Some(code) if is_connectivity(code) => {
+                tracing::debug!("kafka: {error}: {reason}")
+            }
+            _ => tracing::warn!("kafka: {error}: {reason}"),
+        }
+    }
+}
+
+/// The producer's context: delivery reports update counters and the
+/// publish-latency histogram, and wake a sender waiting for queue space.
+pub struct ProducerCtx {
+    pub client: ClientCtx,
+    /// Reference point of the monotonic send times in the delivery opaque.
+    pub epoch: Instant,
+    pub publish_latency: Arc<Mutex<LatencyWindow>>,
+    /// Set while the sender waits for room in librdkafka's queue.
+    pub want_space: AtomicBool,
+    pub space: Notify,
+}
+
+impl ProducerCtx {
+    /// Nanoseconds since [`Self::epoch`], the delivery opaque of a send.
+    pub fn mono_ns(&self) -> usize {
+        self.epoch.elapsed().as_nanos() as usize
+    }
+}
+
+impl ClientContext for ProducerCtx {
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, message: &str) {
+        self.client.log(level, fac, message);
+    }
+    fn stats(&self, statistics: Statistics) {
+        self.client.stats(statistics);
+    }
+    fn error(&self, error: KafkaError, reason: &str) {
+        self.client.error(error, reason);
+    }
+}
+
+impl ProducerContext for ProducerCtx {
+    /// Monotonic send time in ns since `epoch`.
+    type DeliveryOpaque = usize;
+
+    fn delivery(&self, result: &DeliveryResult<'_>, sent_ns: usize) {
+        let m = &self.client.shared.metrics;
+        match result {
+            Ok(msg) => {
+                let latency_ns = self.mono_ns().saturating_sub(sent_ns);
+                self.publish_latency
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .record_us(latency_ns as u64 / 1000);
+                m.messages.inc();
+                m.bytes.inc_by(msg.payload_len() as u64);
+                self.client.shared.link.mark_up();
+            }
+            // Counted and surfaced in /stats and /metrics; logging each would
+            // flood the log during an outage.
+            Err(_) => {
+                m.errors.inc();
+            }
+        }
+        if self.want_space.load(Ordering::Relaxed) {
+            self.space.notify_one();
+        }
+    }
+}
+
+/// The consumer's context: the first assignment after start begins at the
+/// end of each partition, so the latency measured is that of new traffic,
+/// not of a backlog left from an earlier run. Later assignments (after a
+/// rebalance) resume from committed offsets so nothing is skipped.
+pub struct ConsumerCtx {
+    pub client: ClientCtx,
+    pub assigned_once: AtomicBool,
+}
+
+impl ClientContext for ConsumerCtx {
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, message: &str) {
+        self.client.log(level, fac, message);
+    }
+    fn stats(&self, statistics: Statistics) {
+        self.client.stats(statistics);
+    }
+    fn error(&self, error: KafkaError, reason: &str) {
+        self.client.error(error, reason);
+    }
+}
+
+impl ConsumerContext for ConsumerCtx {
+    fn rebalance(
+        &self,
+        consumer: &BaseConsumer<Self>,
+        err: RDKafkaRespErr,
+        tpl: &mut TopicPartitionList,
+    ) {
+        let cooperative = matches!(
+            consumer.rebalance_protocol(),
+            RebalanceProtocol::Cooperative
+        );
+        let result = match err {
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
+                if !self.assigned_once.swap(true, Ordering::AcqRel)
+                    && let Err(e) = tpl.set_all_offsets(Offset::End)
+                {
+                    tracing::warn!("cannot start the assignment at the end: {e}");
+                }
+                tracing::info!("assigned {} partition(s)", tpl.count());
+                if cooperative {
+                    consumer.incremental_assign(tpl)
+                } else {
+                    consumer.assign(tpl)
+                }
+            }
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
+                tracing::info!("{} partition(s) revoked", tpl.count());
+                if cooperative {
+                    consumer.incremental_unassign(tpl)
+                } else {
+                    consumer.unassign()
+                }
+            }
+            other => {
+                tracing::warn!("rebalance error: {}", RDKafkaErrorCode::from(other));
+                consumer.unassign()
+            }
+        };
+        if let Err(e) = result {
+            tracing::warn!("rebalance: {e}");
+        }
+    }
+}
+
+/// Make sure `config.topic` exists: look it up in the cluster's metadata,
+/// create it with `config.partitions` partitions through the admin API if
+/// absent. Retries until the broker answers or `cancel` fires, logging the
+/// wait once. Returns `Ok(false)` when cancelled first.
+pub async fn ensure_topic(
+    admin: Arc<AdminClient<ClientCtx>>,
+    config: &Config,
+    shared: &Shared,
+    cancel: &CancellationToken,
+) -> Result<bool> {
+    let topic = NewTopic::new(
+        &config.topic,
+        config.partitions,
+        // The demo runs one broker; a larger cluster still accepts 1.
+        TopicReplication::Fixed(1),
+    );
+    let opts = AdminOptions::new().request_timeout(Some(Duration::from_secs(5)));
+    let mut logged_wait = false;
+    loop {
+        let lookup = {
+            let admin = admin.clone();
+            let name = config.topic.clone();
+            // All topics, not this one: asking for one topic by name can
+            // auto-create it with the broker's default partition count.
+            tokio::task::spawn_blocking(move || {
+                admin
+                    .inner()
+                    .fetch_metadata(None, Duration::from_secs(5))
+                    .map(|md| {
+                        md.topics()
+                            .iter()
+                            .find(|t| t.name() == name && t.error().is_none())
+                            .map(|t| t.partitions().len())
+                    })
+            })
+        };
+        let outcome = tokio::select! {
+            () = cancel.cancelled() => return Ok(false),
+            r = lookup => r.map_err(|e| Error::Task(e.to_string()))?,
+        };
+        let error = match outcome {
+            Ok(Some(partitions)) => {
+                shared.link.mark_up();
+                tracing::info!("topic {} exists with {partitions} partitions", config.topic);
+                return Ok(true);
+            }
+            Ok(None) => {
+                shared.link.mark_up();
+                let created = tokio::select! {
+                    () = cancel.cancelled() => return Ok(false),
+                    r = admin.create_topics([&topic], &opts) => r,
+                };
+                match created {
+                    Ok(results) => {
+                        for r in results {
+                            match r {
+                                Ok(name) => tracing::info!(
+                                    "created topic {name} with {} partitions",
+                                    config.partitions
+                                ),
+                                Err((name, RDKafkaErrorCode::TopicAlreadyExists)) => {
+                                    tracing::info!("topic {name} exists")
+                                }
+                                Err((name, code)) => {
+                                    return Err(Error::CreateTopic { topic: name, code });
+                                }
+                            }
+                        }
+                        return Ok(true);
+                    }
+                    Err(e) => e,
+                }
+            }
+            Err(e) => e,
+        };
+        if !logged_wait {
+            tracing::warn!(
+                "waiting for the broker at {} ({error}); retrying until it answers",
+                config.broker
+            );
+            logged_wait = true;
+        }
+        // Retry pace, not synchronisation: the request itself already
+        // waited up to its timeout.
+        tokio::select! {
+            () = cancel.cancelled() => return Ok(false),
+            () = tokio::time::sleep(Duration::from_millis(500)) => {}
+        }
+    }
+}

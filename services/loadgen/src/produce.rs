@@ -1,0 +1,388 @@
+//! `loadgen produce`: paced, non-blocking sends with an adaptive target rate.
+//!
+//! A rate limiter (governor) paces a send loop that hands records to a
+//! [`ThreadedProducer`] without waiting for acknowledgements; the delivery
+//! reports arrive on the producer's polling thread (see
+//! [`crate::kafka::ProducerCtx`]). Once per window the rate controller reads
+//! the consumer's p99 from `latency.txt` and the backlog, and sets the next
+//! target rate.
+
+use std::num::NonZeroU32;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use demo_common::status::{LatencyReading, now_ms, read_latency};
+use governor::clock::{Clock, DefaultClock};
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use rdkafka::admin::AdminClient;
+use rdkafka::config::FromClientConfigAndContext;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
+use tokio::sync::{Notify, watch};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Config;
+use crate::header::{SEND_TIME_HEADER, encode_send_time, wall_clock_ns};
+use crate::histogram::LatencyWindow;
+use crate::kafka::{ClientCtx, ProducerCtx, admin_config, ensure_topic, producer_config};
+use crate::metrics::{Shared, WindowFigures};
+use crate::payload::PayloadPool;
+use crate::rate::{Action, Observation, RateController};
+use crate::{Error, Result};
+
+/// How long shutdown waits for messages in flight before dropping them;
+/// under Docker's default 10 s stop grace period.
+const FLUSH_TIMEOUT: Duration = Duration::from_secs(5);
+/// The limiter lets this many seconds of sends through at once, so a timer
+/// tick (tokio's resolution is 1 ms) sends the messages due since the last
+/// one instead of losing them.
+const PACING_BURST_S: f64 = 0.01;
+/// More than this far behind the uniform schedule (an outage with a full
+/// queue), the schedule restarts instead of bursting to catch up.
+const MAX_SCHEDULE_LAG: Duration = Duration::from_secs(1);
+/// Sends between voluntary yields when the limiter never makes us wait.
+const YIELD_EVERY: u32 = 256;
+/// Upper bound of one wait for queue space; the wait normally ends on the
+/// next delivery report.
+const QUEUE_FULL_WAIT: Duration = Duration::from_millis(100);
+
+type KafkaProducer = ThreadedProducer<ProducerCtx>;
+
+/// Run the producer until `cancel` fires or the message limit is reached.
+pub(crate) async fn run(
+    config: &Config,
+    shared: Arc<Shared>,
+    cancel: CancellationToken,
+) -> Result<()> {
+    shared.metrics.target_rate.set(config.initial_rate);
+    let client = ClientCtx {
+        shared: shared.clone(),
+    };
+    let admin: Arc<AdminClient<ClientCtx>> = Arc::new(
+        admin_config(config)
+            .create_with_context(client.clone())
+            .map_err(|source| Error::Client {
+                what: "admin client",
+                source,
+            })?,
+    );
+    if !ensure_topic(admin.clone(), config, &shared, &cancel).await? {
+        return Ok(());
+    }
+    drop(admin);
+
+    let publish_latency = Arc::new(Mutex::new(LatencyWindow::new()));
+    let ctx = ProducerCtx {
+        client,
+        epoch: Instant::now(),
+        publish_latency: publish_latency.clone(),
+        want_space: false.into(),
+        space: Notify::new(),
+    };
+    let producer: Arc<KafkaProducer> = Arc::new(
+        ThreadedProducer::from_config_and_context(&producer_config(config), ctx).map_err(
+            |source| Error::Client {
+                what: "producer",
+                source,
+            },
+        )?,
+    );
+
+    let mut controller = RateController::new(
+        config.initial_rate,
+        config.min_rate,
+        config.max_rate,
+        config.target_latency_ms,
+    );
+    shared.metrics.target_rate.set(controller.rate());
+    let (rate_tx, rate_rx) = watch::channel(controller.rate());
+    let publish_delay = Arc::new(Mutex::new(LatencyWindow::new()));
+    let sender = Sender {
+        producer: producer.clone(),
+        shared: shared.clone(),
+        topic: config.topic.clone(),
+        pool: PayloadPool::new(config.message_size),
+        skew: config.partition_skew,
+        limit: config.message_limit,
+        rate_rx,
+        publish_delay: publish_delay.clone(),
+        cancel: cancel.clone(),
+    };
+    tracing::info!(
+        "producing to {} at {} msg/s (adaptive {}..={}, target p99 {} ms)",
+        config.topic,
+        config.initial_rate,
+        config.min_rate,
+        config.max_rate,
+        config.target_latency_ms
+    );
+    let mut send_task = tokio::spawn(sender.run());
+
+    let mut window = Window {
+        shared: &shared,
+        producer: &producer,
+        publish_latency: &publish_latency,
+        publish_delay: &publish_delay,
+        started: Instant::now(),
+        acked: 0,
+        bytes: 0,
+    };
+    let mut watcher = LatencyWatch::default();
+    let mut last_action = None;
+    let mut tick =
+        tokio::time::interval_at(tokio::time::Instant::now() + config.window, config.window);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let send_result = loop {
+        tokio::select! {
+            r = &mut send_task => break r,
+            _ = tick.tick() => {
+                let backlog = window.close();
+                let reading = read_latency(&config.status_dir, config.latency_max_age);
+                watcher.observe(&reading);
+                let step = controller.step(Observation { p99_ms: reading.fresh_ms(), backlog });
+                if step.rate != *rate_tx.borrow() {
+                    let _ = rate_tx.send(step.rate);
+                }
+                shared.metrics.target_rate.set(step.rate);
+                if last_action != Some(step.action) {
+                    log_action(step.action, step.rate, &reading, backlog);
+                    last_action = Some(step.action);
+                }
+            }
+        }
+    };
+    // The sender stopped (cancelled or at its limit): deliver what is in
+    // flight, within a bound, before the producer is dropped (dropping
+    // purges).
+    let flushing = producer.clone();
+    let left = tokio::task::spawn_blocking(move || {
+        let _ = flushing.flush(FLUSH_TIMEOUT);
+        flushing.in_flight_count()
+    })
+    .await
+    .unwrap_or(-1);
+    if left > 0 {
+        tracing::warn!(
+            "{left} message(s) still unacknowledged after {} s; dropping them",
+            FLUSH_TIMEOUT.as_secs()
+        );
+    }
+    window.close();
+    let m = &shared.metrics;
+    tracing::info!(
+        "producer stopped: {} sent, {} acknowledged, {} failed",
+        m.sent.get(),
+        m.messages.get(),
+        m.errors.get()
+    );
+    match send_result {
+        Ok(r) => r,
+        Err(e) => Err(Error::Task(e.to_string())),
+    }
+}
+
+/// Logs a change of the controller's action, once per change.
+fn log_action(action: Action, rate: f64, reading: &LatencyReading, backlog: u64) {
+    match action {
+        Action::Grow => tracing::info!("rate growing: {rate:.0} msg/s ({reading})"),
+        Action::BackOffLatency => {
+            tracing::info!("latency over target, backing off: {rate:.0} msg/s ({reading})")
+        }
+        Action::BackOffBacklog => tracing::info!(
+            "backlog of {backlog} unacknowledged messages, backing off: {rate:.0} msg/s"
+        ),
+        Action::HoldNoLatency => tracing::info!("holding {rate:.0} msg/s: {reading}"),
+        Action::Hold => tracing::info!("holding {rate:.0} msg/s near target ({reading})"),
+    }
+}
+
+/// Logs the state of `latency.txt` when its kind changes (fresh, stale,
+/// missing, unreadable), not every window.
+#[derive(Default)]
+struct LatencyWatch {
+    last: Option<std::mem::Discriminant<LatencyReading>>,
+}
+
+impl LatencyWatch {
+    fn observe(&mut self, reading: &LatencyReading) {
+        let kind = std::mem::discriminant(reading);
+        if self.last == Some(kind) {
+            return;
+        }
+        self.last = Some(kind);
+        match reading {
+            LatencyReading::Fresh { .. } => tracing::info!("latency feedback: {reading}"),
+            _ => tracing::warn!("latency feedback unavailable, holding the rate: {reading}"),
+        }
+    }
+}
+
+/// Closes windows: rates and quantiles since the last close.
+struct Window<'a> {
+    shared: &'a Shared,
+    producer: &'a KafkaProducer,
+    publish_latency: &'a Mutex<LatencyWindow>,
+    publish_delay: &'a Mutex<LatencyWindow>,
+    started: Instant,
+    acked: u64,
+    bytes: u64,
+}
+
+impl Window<'_> {
+    /// Publish the window that ends now; returns the backlog.
+    fn close(&mut self) -> u64 {
+        let m = &self.shared.metrics;
+        let elapsed = self.started.elapsed().as_secs_f64().max(1e-9);
+        let (acked, bytes) = (m.messages.get(), m.bytes.get());
+        let backlog = u64::try_from(self.producer.in_flight_count()).unwrap_or(0);
+        m.backlog.set(i64::try_from(backlog).unwrap_or(i64::MAX));
+        let take =
+            |h: &Mutex<LatencyWindow>| h.lock().unwrap_or_else(|e| e.into_inner()).take_quantiles();
+        self.shared.set_window(WindowFigures {
+            timestamp_ms: now_ms(),
+            window_s: elapsed,
+            rate_msgs_per_s: (acked - self.acked) as f64 / elapsed,
+            bytes_per_s: (bytes - self.bytes) as f64 / elapsed,
+            e2e: None,
+            publish_latency: Some(take(self.publish_latency)),
+            publish_delay: Some(take(self.publish_delay)),
+        });
+        self.started = Instant::now();
+        self.acked = acked;
+        self.bytes = bytes;
+        backlog
+    }
+}
+
+/// The paced send loop.
+struct Sender {
+    producer: Arc<KafkaProducer>,
+    shared: Arc<Shared>,
+    topic: String,
+    pool: PayloadPool,
+    skew: f64,
+    limit: Option<u64>,
+    rate_rx: watch::Receiver<f64>,
+    publish_delay: Arc<Mutex<LatencyWindow>>,
+    cancel: CancellationToken,
+}
+
+/// Paces sends at one rate; replaced when the target rate changes.
+struct Pacer {
+    limiter: DefaultDirectRateLimiter,
+    clock: DefaultClock,
+    interval: Duration,
+    /// When the next send is due on a uniform schedule at this rate.
+    due: Instant,
+}
+
+impl Pacer {
+    fn new(rate: f64, due: Instant) -> Self {
+        let interval = Duration::from_secs_f64(1.0 / rate).max(Duration::from_nanos(1));
+        let burst = (rate * PACING_BURST_S)
+            .ceil()
+            .clamp(1.0, f64::from(u32::MAX)) as u32;
+        let quota = Quota::with_period(interval)
+            .unwrap_or_else(|| Quota::per_second(NonZeroU32::MAX))
+            .allow_burst(NonZeroU32::new(burst).unwrap_or(NonZeroU32::MIN));
+        Self {
+            limiter: RateLimiter::direct(quota),
+            clock: DefaultClock::default(),
+            interval,
+            due,
+        }
+    }
+}
+
+impl Sender {
+    async fn run(mut self) -> Result<()> {
+        let ctx = self.producer.context().clone();
+        let metrics = &self.shared.metrics;
+        let mut pacer = Pacer::new(*self.rate_rx.borrow_and_update(), Instant::now());
+        let mut rng = StdRng::from_rng(&mut rand::rng());
+        let mut since_yield = 0u32;
+        let mut sent = 0u64;
+        let mut reported_error = false;
+        loop {
+            if self.cancel.is_cancelled() || self.limit.is_some_and(|l| sent >= l) {
+                return Ok(());
+            }
+            if self.rate_rx.has_changed().unwrap_or(false) {
+                let rate = *self.rate_rx.borrow_and_update();
+                pacer = Pacer::new(rate, pacer.due.max(Instant::now()));
+            }
+            if let Err(not_until) = pacer.limiter.check() {
+                let wait = not_until.wait_time_from(pacer.clock.now());
+                since_yield = 0;
+                tokio::select! {
+                    () = self.cancel.cancelled() => return Ok(()),
+                    () = tokio::time::sleep(wait) => continue,
+                }
+            }
+            since_yield += 1;
+            if since_yield >= YIELD_EVERY {
+                since_yield = 0;
+                tokio::task::yield_now().await;
+            }
+
+            let now = Instant::now();
+            let lag = now.saturating_duration_since(pacer.due);
+            self.publish_delay
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .record_us(lag.as_micros() as u64);
+            pacer.due += pacer.interval;
+            if lag > MAX_SCHEDULE_LAG {
+                pacer.due = now;
+            }
+
+            let send_ns = encode_send_time(wall_clock_ns());
+            let headers = OwnedHeaders::new_with_capacity(1).insert(Header {
+                key: SEND_TIME_HEADER,
+                value: Some(&send_ns),
+            });
+            let opaque = now.duration_since(ctx.epoch).as_nanos() as usize;
+            let mut record = BaseRecord::<(), [u8], usize>::with_opaque_to(&self.topic, opaque)
+                .payload(self.pool.next_payload())
+                .headers(headers);
+            if self.skew >= 1.0 || (self.skew > 0.0 && rng.random::<f64>() < self.skew) {
+                record = record.partition(0);
+            }
+            loop {
+                match self.producer.send(record) {
+                    Ok(()) => {
+                        metrics.sent.inc();
+                        sent += 1;
+                        ctx.want_space.store(false, Ordering::Relaxed);
+                        break;
+                    }
+                    Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
+                        record = r;
+                        ctx.want_space.store(true, Ordering::Relaxed);
+                        // Woken by the next delivery report; the timeout
+                        // bounds the wait should none come.
+                        tokio::select! {
+                            () = self.cancel.cancelled() => return Ok(()),
+                            () = ctx.space.notified() => {}
+                            () = tokio::time::sleep(QUEUE_FULL_WAIT) => {}
+                        }
+                    }
+                    Err((e, _)) => {
+                        metrics.errors.inc();
+                        if !reported_error {
+                            tracing::warn!(
+                                "send failed: {e} (further send errors are only counted)"
+                            );
+                            reported_error = true;
+                        }
+                        break;
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,10 @@
+//! Integration tests of the load generator: both roles in-process against
+//! librdkafka's mock cluster (counts, skew, broker outage), against a real
+//! tansu broker process, the HTTP endpoints and health check, and the
+//! binary's handling of bad settings.
+
+mod http;
+mod mock;
+mod settings;
+mod support;
+mod tansu;

@@ -62,6 +62,7 @@ pub enum Binaries {
 }
 
 #[derive(clap::Args, Debug, Clone)]
+#[group(skip)]
 pub struct Args {
     /// Where the binaries come from.
     #[arg(long, value_enum, env = "DEMO_BINARIES", default_value = "docker")]

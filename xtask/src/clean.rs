@@ -108,26 +108,19 @@ fn label_filter(label: &str) -> HashMap<String, Vec<String>> {
 
 /// Remove the demo: k3d's node containers first (they hang on the Compose
 /// network, which Compose could otherwise not remove), then `compose down`,
-/// then whatever is still labelled as the demo's.
+/// then whatever is still labelled as the demo's. What was there before and
+/// is gone after is reported as removed, whichever step removed it.
 pub fn clean(sh: &Shell, api: &Api, instance: &Instance, images: bool) -> anyhow::Result<Outcome> {
     let mut outcome = Outcome::default();
+    let before = inventory(api, instance)?;
     let k3d_label = format!("{K3D_CLUSTER_LABEL}={}", instance.cluster);
     remove_containers(api, &k3d_label, &mut outcome)?;
 
-    // Containers first, so Compose stops them gracefully (SIGTERM) and the
-    // sandbox can finish its loop.
-    let compose_label = format!("{COMPOSE_PROJECT_LABEL}={}", instance.project);
-    let compose_containers = list_container_names(api, &compose_label)?;
-    if !compose_containers.is_empty() {
+    // Compose stops its containers gracefully (SIGTERM), so the sandbox can
+    // finish its loop.
+    if !before.is_empty() {
         compose_down(sh, &instance.project);
     }
-    let still_there = list_container_names(api, &compose_label)?;
-    for name in compose_containers {
-        if !still_there.contains(&name) {
-            outcome.removed.push((Kind::Container, name));
-        }
-    }
-
     for label in demo_label_filters(instance) {
         remove_containers(api, &label, &mut outcome)?;
     }
@@ -135,10 +128,30 @@ pub fn clean(sh: &Shell, api: &Api, instance: &Instance, images: bool) -> anyhow
         remove_networks(api, &label, &mut outcome)?;
         remove_volumes(api, &label, &mut outcome)?;
     }
+    let after = inventory(api, instance)?;
+    outcome.removed = before.into_iter().filter(|x| !after.contains(x)).collect();
     if images {
         remove_images(api, &mut outcome)?;
     }
     Ok(outcome)
+}
+
+/// Every container, network and volume labelled as this instance's.
+fn inventory(api: &Api, instance: &Instance) -> anyhow::Result<Vec<(Kind, String)>> {
+    let mut found = Vec::new();
+    for label in demo_label_filters(instance) {
+        for name in list_container_names(api, &label)? {
+            found.push((Kind::Container, name));
+        }
+        for name in list_network_names(api, &label)? {
+            found.push((Kind::Network, name));
+        }
+        for name in list_volume_names(api, &label)? {
+            found.push((Kind::Volume, name));
+        }
+    }
+    found.dedup();
+    Ok(found)
 }
 
 /// `docker compose down --volumes --remove-orphans` for the project, when
@@ -196,7 +209,7 @@ fn remove_containers(api: &Api, label: &str, outcome: &mut Outcome) -> anyhow::R
             ..Default::default()
         };
         match api.block_on(api.docker.remove_container(&name, Some(options))) {
-            Ok(()) => outcome.removed.push((Kind::Container, name)),
+            Ok(()) => {}
             Err(e) if is_not_found(&e) => {}
             Err(e) => outcome.failures.push(format!("container {name}: {e}")),
         }
@@ -204,18 +217,36 @@ fn remove_containers(api: &Api, label: &str, outcome: &mut Outcome) -> anyhow::R
     Ok(())
 }
 
-fn remove_networks(api: &Api, label: &str, outcome: &mut Outcome) -> anyhow::Result<()> {
+fn list_network_names(api: &Api, label: &str) -> anyhow::Result<Vec<String>> {
     let networks = api
         .block_on(api.docker.list_networks(Some(ListNetworksOptions {
             filters: Some(label_filter(label)),
         })))
         .with_context(|| format!("list networks labelled {label}"))?;
-    for network in networks {
-        let Some(name) = network.name.or(network.id) else {
-            continue;
-        };
+    Ok(networks
+        .into_iter()
+        .filter_map(|n| n.name.or(n.id))
+        .collect())
+}
+
+fn list_volume_names(api: &Api, label: &str) -> anyhow::Result<Vec<String>> {
+    let volumes = api
+        .block_on(api.docker.list_volumes(Some(ListVolumesOptions {
+            filters: Some(label_filter(label)),
+        })))
+        .with_context(|| format!("list volumes labelled {label}"))?;
+    Ok(volumes
+        .volumes
+        .unwrap_or_default()
+        .into_iter()
+        .map(|v| v.name)
+        .collect())
+}
+
+fn remove_networks(api: &Api, label: &str, outcome: &mut Outcome) -> anyhow::Result<()> {
+    for name in list_network_names(api, label)? {
         match api.block_on(api.docker.remove_network(&name)) {
-            Ok(()) => outcome.removed.push((Kind::Network, name)),
+            Ok(()) => {}
             Err(e) if is_not_found(&e) => {}
             Err(e) => outcome.failures.push(format!(
                 "network {name}: {e} (containers that are not the demo's may still use it)"
@@ -226,18 +257,12 @@ fn remove_networks(api: &Api, label: &str, outcome: &mut Outcome) -> anyhow::Res
 }
 
 fn remove_volumes(api: &Api, label: &str, outcome: &mut Outcome) -> anyhow::Result<()> {
-    let volumes = api
-        .block_on(api.docker.list_volumes(Some(ListVolumesOptions {
-            filters: Some(label_filter(label)),
-        })))
-        .with_context(|| format!("list volumes labelled {label}"))?;
-    for volume in volumes.volumes.unwrap_or_default() {
-        let name = volume.name;
+    for name in list_volume_names(api, label)? {
         match api.block_on(
             api.docker
                 .remove_volume(&name, Some(RemoveVolumeOptions { force: true })),
         ) {
-            Ok(()) => outcome.removed.push((Kind::Volume, name)),
+            Ok(()) => {}
             Err(e) if is_not_found(&e) => {}
             Err(e) => outcome.failures.push(format!("volume {name}: {e}")),
         }

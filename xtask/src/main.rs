@@ -69,3 +69,15 @@ fn main() -> anyhow::Result<()> {
         Cmd::Test(args) => args.run(&sh),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    /// clap checks flag and group definitions only when a command is used;
+    /// this checks every subcommand at once.
+    #[test]
+    fn cli_definition_is_consistent() {
+        super::Cli::command().debug_assert();
+    }
+}

@@ -2,6 +2,7 @@
 //! the user runs them, as a separate process.
 
 mod clean;
+mod e2e;
 mod prereqs;
 
 use std::process::{Command, Output};

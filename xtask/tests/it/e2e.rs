@@ -1,0 +1,425 @@
+//! The demo end to end on the real Docker daemon: `cargo xtask build` makes the
+//! real images (host-built binaries on the local base image), `cargo xtask demo
+//! --detach` starts the real Compose stack with `tests/e2e/compose.override.yml`
+//! standing in for Kafka-in-k3d (a tansu container) and for the LLM (a scripted
+//! endpoint served here), then the test checks that load flows, latency.txt is
+//! written, the agent loop drives the real vibectl with that number, the
+//! dashboard answers, the API key leaks nowhere, and `clean` leaves nothing.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use crate::{need_docker, text, unique, xtask};
+
+/// Images of this test carry their own prefix so a developer's real demo
+/// images are never replaced.
+const IMAGE_PREFIX: &str = "ktd-e2e";
+const TANSU_IMAGE: &str = "ktd-e2e-tansu:0.6.0";
+const SERVICES: [&str; 4] = ["k8s-sandbox", "producer", "consumer", "overseer"];
+
+fn docker(args: &[&str]) -> (bool, String) {
+    let out = Command::new("docker").args(args).output().unwrap();
+    let (stdout, stderr) = text(&out);
+    (out.status.success(), format!("{stdout}{stderr}"))
+}
+
+/// Removes the stack whatever happens to the test.
+struct Cleanup {
+    project: String,
+    cluster: String,
+}
+
+impl Cleanup {
+    /// `xtask clean` for this stack, with the names the test gave it.
+    fn command(&self) -> Command {
+        let mut cmd = xtask(&[
+            "clean",
+            "--project",
+            &self.project,
+            "--cluster",
+            &self.cluster,
+        ]);
+        cmd.env("DEMO_NETWORK", format!("{}-net", self.project))
+            .env("DEMO_STATUS_VOLUME", format!("{}-status", self.project));
+        cmd
+    }
+}
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        let _ = self.command().output();
+    }
+}
+
+/// A tansu broker image made from the locally installed binary.
+fn build_tansu_image(tansu: &Path) {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(tansu, dir.path().join("tansu")).unwrap();
+    std::fs::write(
+        dir.path().join("Dockerfile"),
+        "FROM debian:bookworm-slim\nCOPY tansu /usr/local/bin/tansu\nENTRYPOINT [\"/usr/local/bin/tansu\"]\n",
+    )
+    .unwrap();
+    let (ok, out) = docker(&[
+        "build",
+        "--label",
+        "dev.kafka-throughput-demo.component=test-tansu",
+        "-t",
+        TANSU_IMAGE,
+        &dir.path().to_string_lossy(),
+    ]);
+    assert!(ok, "build the tansu image: {out}");
+}
+
+/// vibectl's `llm` pointed at the scripted endpoint on the host.
+fn llm_config(port: u16) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("extra-openai-models.yaml"),
+        format!(
+            "- model_id: scripted\n  model_name: scripted\n  \
+             api_base: http://host.docker.internal:{port}/v1\n  \
+             api_key_name: scripted\n  supports_schema: true\n"
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("keys.json"),
+        r#"{"scripted": "llm-test-key"}"#,
+    )
+    .unwrap();
+    // The sandbox runs as its own user and llm writes its log database here.
+    use std::os::unix::fs::PermissionsExt;
+    for entry in std::fs::read_dir(dir.path()).unwrap() {
+        std::fs::set_permissions(
+            entry.unwrap().path(),
+            std::fs::Permissions::from_mode(0o666),
+        )
+        .unwrap();
+    }
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    dir
+}
+
+fn container_of(project: &str, service: &str) -> String {
+    let (ok, out) = docker(&[
+        "ps",
+        "-aq",
+        "--filter",
+        &format!("label=com.docker.compose.project={project}"),
+        "--filter",
+        &format!("label=com.docker.compose.service={service}"),
+    ]);
+    assert!(ok, "{out}");
+    out.lines().next().unwrap_or_default().trim().to_string()
+}
+
+fn status_file(container: &str, name: &str) -> Option<String> {
+    let (ok, out) = docker(&["exec", container, "cat", &format!("/tmp/status/{name}")]);
+    ok.then_some(out)
+}
+
+/// Poll `probe` every second until it returns `Some`, or fail saying what was
+/// awaited.
+fn wait_for<T>(what: &str, timeout: Duration, mut probe: impl FnMut() -> Option<T>) -> T {
+    let started = Instant::now();
+    loop {
+        if let Some(v) = probe() {
+            eprintln!("e2e: {what} after {:.0?}", started.elapsed());
+            return v;
+        }
+        assert!(
+            started.elapsed() < timeout,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_secs(1));
+    }
+}
+
+fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    let status = response.split_whitespace().nth(1)?.parse().ok()?;
+    Some((status, response))
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("0.0.0.0:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The number after "Latest consumer p99 latency: " in `text`.
+fn reported_latency(text: &str) -> Option<f64> {
+    let rest = &text[text.find("Latest consumer p99 latency: ")? + 29..];
+    let number: String = rest
+        .chars()
+        .take_while(|c| c.is_ascii_digit() || *c == '.')
+        .collect();
+    number.parse().ok()
+}
+
+fn started_at(container: &str) -> std::time::SystemTime {
+    let (ok, out) = docker(&["inspect", "-f", "{{.State.StartedAt}}", container]);
+    assert!(ok, "{out}");
+    humantime::parse_rfc3339_weak(out.trim()).unwrap_or_else(|e| panic!("{out}: {e}"))
+}
+
+#[test]
+fn demo_runs_end_to_end_in_compose() {
+    if !need_docker() {
+        return;
+    }
+    let Some(tansu) = testkit::tansu::find_binary() else {
+        assert!(
+            !testkit::require("tansu", false, "run `cargo xtask test`, which installs it"),
+            "unreachable"
+        );
+        return;
+    };
+    let id = unique("e2e");
+    let project = format!("ktd-{id}");
+    let cluster = format!("k{}", id.replace('-', ""));
+    let key = format!("sk-ant-e2e-{}", id.replace('-', ""));
+    let dashboard_port = free_port();
+
+    build_tansu_image(&tansu);
+    let mut build = xtask(&[
+        "build",
+        "--binaries",
+        "host",
+        "--host-profile",
+        "dev",
+        "--without-release-downloads",
+        "--image-prefix",
+        IMAGE_PREFIX,
+    ]);
+    // This machine reaches PyPI through a proxy whose CA only the host trusts;
+    // users behind such proxies use the same option.
+    let host_ca = Path::new("/etc/ssl/certs/ca-certificates.crt");
+    if host_ca.exists() {
+        build.args(["--extra-ca", &host_ca.to_string_lossy()]);
+    }
+    let out = build.output().unwrap();
+    let (stdout, stderr) = text(&out);
+    assert!(
+        out.status.success(),
+        "xtask build failed:\n{stdout}\n{stderr}"
+    );
+    assert!(stdout.contains("Step "), "build shows its steps:\n{stdout}");
+
+    let llm = testkit::llm::ScriptedLlm::start_on("0.0.0.0:0".parse().unwrap()).unwrap();
+    let llm_dir = llm_config(llm.addr().port());
+    let override_file: PathBuf =
+        testkit::exe::workspace_root().join("xtask/tests/e2e/compose.override.yml");
+
+    let cleanup = Cleanup {
+        project: project.clone(),
+        cluster: cluster.clone(),
+    };
+    let port = dashboard_port.to_string();
+    let out = xtask(&[
+        "demo",
+        "--detach",
+        "--no-build",
+        "--project",
+        &project,
+        "--cluster",
+        &cluster,
+        "--image-prefix",
+        IMAGE_PREFIX,
+        "--compose-override",
+        &override_file.to_string_lossy(),
+        "--dashboard-port",
+        &port,
+        "--model",
+        "scripted",
+        "--agent-interval-s",
+        "5",
+        "--timeout-s",
+        "600",
+    ])
+    .env("VIBECTL_ANTHROPIC_API_KEY", &key)
+    .env("DEMO_NETWORK", format!("{project}-net"))
+    .env("DEMO_STATUS_VOLUME", format!("{project}-status"))
+    .env("E2E_TANSU_IMAGE", TANSU_IMAGE)
+    .env("E2E_LLM_DIR", llm_dir.path())
+    .output()
+    .unwrap();
+    let (demo_out, demo_err) = text(&out);
+    assert!(
+        out.status.success(),
+        "xtask demo failed:\n{demo_out}\n{demo_err}"
+    );
+    assert!(demo_out.contains("The demo is running."), "{demo_out}");
+    assert!(
+        demo_out.contains(&format!("http://localhost:{dashboard_port}")),
+        "{demo_out}"
+    );
+    for line in [
+        "✓ Kafka reachable",
+        "✓ producer healthy",
+        "✓ overseer healthy",
+    ] {
+        assert!(
+            demo_out.contains(line),
+            "progress line {line:?} missing:\n{demo_out}"
+        );
+    }
+
+    let containers: Vec<String> = SERVICES.iter().map(|s| container_of(&project, s)).collect();
+    for (service, c) in SERVICES.iter().zip(&containers) {
+        assert!(!c.is_empty(), "no container for {service}");
+    }
+    let [sandbox, producer, consumer, overseer] = [0, 1, 2, 3].map(|i| containers[i].clone());
+
+    // depends_on with service_healthy: each tier starts after the one before.
+    assert!(started_at(&sandbox) < started_at(&producer));
+    assert!(started_at(&sandbox) < started_at(&consumer));
+    assert!(started_at(&producer) < started_at(&overseer));
+    assert!(started_at(&consumer) < started_at(&overseer));
+
+    let latency = wait_for("latency.txt", Duration::from_secs(120), || {
+        status_file(&overseer, "latency.txt").and_then(|t| t.trim().parse::<f64>().ok())
+    });
+    assert!(
+        latency > 0.0 && latency < 10_000.0,
+        "implausible p99 {latency} ms"
+    );
+
+    let metrics: serde_json::Value = wait_for("messages flowing", Duration::from_secs(120), || {
+        let m: serde_json::Value =
+            serde_json::from_str(&status_file(&overseer, "metrics.json")?).ok()?;
+        (m["consumer_rate"].as_f64()? > 0.0 && m["producer_rate"].as_f64()? > 0.0).then_some(m)
+    });
+    assert_eq!(metrics["sources"]["consumer"]["up"], true, "{metrics}");
+    assert!(
+        metrics["latency_ms"]["p99"].as_f64().unwrap() > 0.0,
+        "{metrics}"
+    );
+
+    let agent_log = wait_for(
+        "an agent memory update and a finished vibectl auto run",
+        Duration::from_secs(240),
+        || {
+            let log = status_file(&overseer, "agent.log")?;
+            (log.contains("[memory-update] Latest consumer p99 latency: ")
+                && log.contains("[auto-end]"))
+            .then_some(log)
+        },
+    );
+    let logged = reported_latency(&agent_log).expect("agent.log carries a latency number");
+    assert!(logged > 0.0 && logged < 10_000.0, "agent.log: {agent_log}");
+
+    let requests = llm.requests();
+    let texts: Vec<String> = requests.iter().map(testkit::llm::request_text).collect();
+    assert!(
+        texts.iter().any(|t| reported_latency(t).is_some()),
+        "no LLM request carried the latency; requests: {texts:#?}"
+    );
+    assert!(
+        requests.iter().any(testkit::llm::is_planner_request),
+        "no planner call from vibectl auto among {} requests",
+        requests.len()
+    );
+
+    let (status, body) = wait_for("the dashboard", Duration::from_secs(30), || {
+        http_get(dashboard_port, "/")
+    });
+    assert_eq!(status, 200, "{body}");
+    let (status, _) = http_get(dashboard_port, "/healthz").expect("healthz answers");
+    assert_eq!(status, 200);
+
+    let out = xtask(&[
+        "status",
+        "--project",
+        &project,
+        "--cluster",
+        &cluster,
+        "--json",
+    ])
+    .output()
+    .unwrap();
+    let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(status["running"], true, "{status}");
+    assert_eq!(
+        status["services"].as_array().map(Vec::len),
+        Some(5),
+        "four services and kafka: {status}"
+    );
+
+    // The key must be nowhere: not in any image, any log, the status volume.
+    for component in ["loadgen", "overseer", "sandbox"] {
+        let image = format!("{IMAGE_PREFIX}-{component}:{}", env!("CARGO_PKG_VERSION"));
+        let (_, history) = docker(&["history", "--no-trunc", &image]);
+        let (_, inspect) = docker(&["image", "inspect", &image]);
+        assert!(
+            !history.contains(&key) && !inspect.contains(&key),
+            "API key found in image {image}"
+        );
+    }
+    for c in &containers {
+        let (_, logs) = docker(&["logs", c]);
+        assert!(!logs.contains(&key), "API key found in the logs of {c}");
+    }
+    assert!(!agent_log.contains(&key), "API key found in agent.log");
+    assert!(
+        !demo_out.contains(&key) && !demo_err.contains(&key),
+        "API key printed by xtask demo"
+    );
+
+    let out = cleanup.command().output().unwrap();
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "clean failed:\n{stdout}\n{stderr}");
+    assert!(
+        stdout.contains(&format!("removed network {project}-net")),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(&format!("removed volume {project}-status")),
+        "{stdout}"
+    );
+    let label = format!("label=com.docker.compose.project={project}");
+    for kind in [
+        &["ps", "-aq"][..],
+        &["network", "ls", "-q"],
+        &["volume", "ls", "-q"],
+    ] {
+        let mut args = kind.to_vec();
+        args.extend(["--filter", &label]);
+        let (ok, out) = docker(&args);
+        assert!(
+            ok && out.trim().is_empty(),
+            "left behind after clean ({kind:?}): {out}"
+        );
+    }
+    // Nor in a file left on disk: the repository, the temp dir, and Docker's
+    // container store (where a running container's environment lives).
+    for dir in [
+        testkit::exe::workspace_root(),
+        std::env::temp_dir(),
+        PathBuf::from("/var/lib/docker/containers"),
+    ] {
+        if !dir.exists() {
+            continue;
+        }
+        let out = Command::new("grep")
+            .args(["-rlF", "--exclude-dir=target", "--exclude-dir=.git", &key])
+            .arg(&dir)
+            .output()
+            .unwrap();
+        let found = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            found.trim().is_empty(),
+            "API key found on disk in:\n{found}"
+        );
+    }
+}

@@ -56,15 +56,18 @@ pub struct Knobs {
     #[arg(long, env = "AGENT_INTERVAL_S", default_value_t = 60,
           value_parser = clap::value_parser!(u32).range(5..=3600))]
     pub agent_interval_s: u32,
-    /// CPU limit of the Kafka pod (Kubernetes quantity).
-    #[arg(long, env = "KAFKA_CPU_LIMIT", default_value = "2", value_parser = non_empty)]
-    pub kafka_cpu: String,
-    /// Memory limit of the Kafka pod (Kubernetes quantity).
-    #[arg(long, env = "KAFKA_MEMORY_LIMIT", default_value = "2Gi", value_parser = non_empty)]
-    pub kafka_memory: String,
-    /// Memory limit of the k3d server node container (Docker size).
-    #[arg(long, env = "K3D_SERVER_MEMORY", default_value = "3g", value_parser = non_empty)]
-    pub k3d_server_memory: String,
+    /// CPU limit of the Kafka pod, in cores.
+    #[arg(long, env = "KAFKA_CPU_LIMIT", default_value_t = 2.0, value_parser = cores)]
+    pub kafka_cpu: f64,
+    /// Memory limit of the Kafka pod, in MiB.
+    #[arg(long, env = "KAFKA_MEMORY_LIMIT_MB", default_value_t = 2048,
+          value_parser = clap::value_parser!(u32).range(512..=262_144))]
+    pub kafka_memory_mb: u32,
+    /// Memory limit of the k3d server node container, in MiB; must hold the
+    /// Kafka pod's limit plus 512 MiB for k3s itself.
+    #[arg(long, env = "K3D_SERVER_MEMORY_MB", default_value_t = 4096,
+          value_parser = clap::value_parser!(u32).range(1024..=524_288))]
+    pub k3d_server_memory_mb: u32,
     /// Host port of the dashboard.
     #[arg(long, env = "DASHBOARD_PORT", default_value_t = DEFAULT_DASHBOARD_PORT)]
     pub dashboard_port: u16,
@@ -75,6 +78,10 @@ pub struct Knobs {
 
 fn latency_ms(s: &str) -> Result<f64, String> {
     ranged(s, 0.1, 60_000.0)
+}
+
+fn cores(s: &str) -> Result<f64, String> {
+    ranged(s, 0.5, 64.0)
 }
 
 fn fraction(s: &str) -> Result<f64, String> {
@@ -107,6 +114,14 @@ impl Knobs {
                 self.max_rate
             );
         }
+        if self.kafka_memory_mb + 512 > self.k3d_server_memory_mb {
+            anyhow::bail!(
+                "--k3d-server-memory-mb ({}) must be at least --kafka-memory-mb + 512 = {}: \
+                 the broker lives inside the node",
+                self.k3d_server_memory_mb,
+                self.kafka_memory_mb + 512
+            );
+        }
         Ok(())
     }
 
@@ -130,9 +145,12 @@ impl Knobs {
             ("PARTITION_SKEW", self.partition_skew.to_string()),
             ("VIBECTL_MODEL", self.model.clone()),
             ("AGENT_INTERVAL_S", self.agent_interval_s.to_string()),
-            ("KAFKA_CPU_LIMIT", self.kafka_cpu.clone()),
-            ("KAFKA_MEMORY_LIMIT", self.kafka_memory.clone()),
-            ("K3D_SERVER_MEMORY", self.k3d_server_memory.clone()),
+            ("KAFKA_CPU_LIMIT", self.kafka_cpu.to_string()),
+            ("KAFKA_MEMORY_LIMIT_MB", self.kafka_memory_mb.to_string()),
+            (
+                "K3D_SERVER_MEMORY_MB",
+                self.k3d_server_memory_mb.to_string(),
+            ),
             ("DASHBOARD_PORT", self.dashboard_port.to_string()),
             ("KAFKA_BROKER", self.kafka_broker(cluster)),
         ]
@@ -191,6 +209,49 @@ mod tests {
                 .to_string()
                 .contains("--min-rate")
         );
+    }
+
+    /// compose.yml reads every variable the flags set, refers to images of this
+    /// version, and avoids what Compose v1 rejects.
+    #[test]
+    fn compose_file_matches_the_flags() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .parent()
+            .unwrap();
+        let text = std::fs::read_to_string(root.join("compose.yml")).unwrap();
+        let cli = Cli::try_parse_from(["x"]).unwrap();
+        for (var, _) in cli.knobs.env("c") {
+            assert!(
+                text.contains(&format!("${{{var}:-")),
+                "compose.yml does not read {var}"
+            );
+        }
+        assert!(
+            text.contains(&format!(
+                "${{DEMO_IMAGE_TAG:-{}}}",
+                env!("CARGO_PKG_VERSION")
+            )),
+            "compose.yml's default image tag is not the workspace version"
+        );
+        let doc: serde_yaml::Value = serde_yaml::from_str(&text).unwrap();
+        assert!(
+            doc.get("version").is_none(),
+            "Compose v1 rejects a top-level version: with this syntax"
+        );
+        assert!(!text.contains(":latest"));
+        assert!(!text.contains("restart: true"));
+        let services = doc["services"].as_mapping().unwrap();
+        for name in ["k8s-sandbox", "producer", "consumer", "overseer"] {
+            let svc = &services[name];
+            assert!(
+                svc.get("healthcheck").is_some(),
+                "{name} has no healthcheck"
+            );
+            assert!(
+                svc.get("privileged").is_none(),
+                "{name} must not be privileged"
+            );
+        }
     }
 
     #[test]

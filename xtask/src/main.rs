@@ -2,6 +2,7 @@
 //! with an `Args` struct whose `run` reads as a checklist of steps.
 
 mod apikey;
+mod bench;
 mod build;
 mod clean;
 mod demo;
@@ -40,6 +41,8 @@ enum Cmd {
     Logs(logs::Args),
     /// Show each service's health and the latest metrics.
     Status(status::Args),
+    /// Run a benchmark and print its ratios against in-run baselines.
+    Bench(bench::Args),
     /// Build the demo's images (producer/consumer, overseer, sandbox).
     Build(build::Args),
     /// Check that this machine can run the demo, and say what to fix.
@@ -63,6 +66,7 @@ fn main() -> anyhow::Result<()> {
         Cmd::Down(args) => args.run(&sh),
         Cmd::Logs(args) => args.run(&sh),
         Cmd::Status(args) => args.run(&sh),
+        Cmd::Bench(args) => args.run(&sh),
         Cmd::Build(args) => args.run(&sh),
         Cmd::CheckPrereqs(args) => args.run(&sh),
         Cmd::Clean(args) => args.run(&sh),

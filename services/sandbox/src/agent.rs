@@ -25,7 +25,7 @@ use crate::broker;
 use crate::config::Config;
 use crate::manifests::{FIELD_MANAGER, METRICS_CONFIGMAP, NAMESPACE, STATEFULSET};
 use crate::program::Ended;
-use crate::vibectl::{Vibectl, render_instructions};
+use crate::vibectl::{Vibectl, auto_request, render_instructions};
 
 /// vibectl keeps about 500 characters of memory; stay under it.
 pub const MEMORY_MAX_CHARS: usize = 480;
@@ -266,20 +266,16 @@ impl AgentLoop {
             );
         }
         let instructions = render_instructions(&self.config);
-        let steps = Vibectl::configure_args(
+        let steps = Vibectl::configure_steps(
             &self.config.agent.model,
             self.vibectl.kubeconfig.as_deref(),
             &instructions,
         );
-        for args in steps {
-            let shown = if args[0] == "instructions" {
-                "vibectl instructions set <agent instructions>".to_string()
-            } else {
-                format!("vibectl {}", args.join(" "))
-            };
+        for step in steps {
+            let shown = format!("vibectl {}", step.args.join(" "));
             match self
                 .vibectl
-                .run_args(&args, self.config.agent.auto_timeout, cancel)
+                .configure(&step, self.config.agent.auto_timeout, cancel)
                 .await
             {
                 Ok(_) => tracing::info!("{shown}: done"),
@@ -325,8 +321,11 @@ impl AgentLoop {
             return;
         }
 
-        let args = Vibectl::auto_args(self.config.agent.auto_limit);
-        self.log(AGENT_AUTO_START, &format!("vibectl {}", args.join(" ")));
+        let args = Vibectl::auto_args(self.config.agent.auto_limit, &auto_request(&self.config));
+        self.log(
+            AGENT_AUTO_START,
+            &format!("vibectl auto --limit {}", self.config.agent.auto_limit),
+        );
         let started = Instant::now();
         let ended = self
             .vibectl

@@ -148,21 +148,38 @@ async fn bridge(
 ) {
     let backoff = ExponentialBuilder::default()
         .with_min_delay(Duration::from_millis(100))
-        .with_max_delay(Duration::from_secs(2))
-        .with_total_delay(Some(target.retry_for))
+        // Short enough that a client waiting through a broker restart gets
+        // through soon after the new pod is Ready.
+        .with_max_delay(Duration::from_secs(1))
         .without_max_times();
+    let last_error = std::sync::Mutex::new(None::<String>);
     let attempt = || open(target);
-    let opened = attempt
-        .retry(backoff)
-        .notify(|e, next| tracing::debug!("{peer}: {e}; retrying in {next:?}"));
+    let opened = attempt.retry(backoff).notify(|e, next| {
+        tracing::debug!("{peer}: {e}; retrying in {next:?}");
+        if let Ok(mut last) = last_error.lock() {
+            *last = Some(e.to_string());
+        }
+    });
+    // The window bounds the whole effort, attempts included.
+    let opened = tokio::time::timeout(target.retry_for, opened);
     let (pod, mut forwarder) = tokio::select! {
         () = cancel.cancelled() => return,
         opened = opened => match opened {
-            Ok(found) => found,
-            Err(e) => {
+            Ok(Ok(found)) => found,
+            Ok(Err(e)) => {
                 stats.gave_up.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!("{peer}: cannot reach the broker: {e}; closing the connection");
+                return;
+            }
+            Err(_) => {
+                stats.gave_up.fetch_add(1, Ordering::Relaxed);
+                let last = last_error
+                    .lock()
+                    .ok()
+                    .and_then(|l| l.clone())
+                    .unwrap_or_else(|| "no answer".into());
                 tracing::warn!(
-                    "{peer}: giving up after {:?}: {e}; closing the connection",
+                    "{peer}: no Ready broker pod within {:?} (last: {last}); closing the connection",
                     target.retry_for
                 );
                 return;

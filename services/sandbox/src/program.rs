@@ -56,6 +56,7 @@ pub struct Invocation {
     program: OsString,
     args: Vec<OsString>,
     env: Vec<(OsString, OsString)>,
+    stdin: Option<Vec<u8>>,
 }
 
 impl Invocation {
@@ -64,6 +65,7 @@ impl Invocation {
             program: program.as_os_str().to_owned(),
             args: Vec::new(),
             env: Vec::new(),
+            stdin: None,
         }
     }
 
@@ -87,6 +89,12 @@ impl Invocation {
         self
     }
 
+    /// Feed `bytes` to the program's stdin (otherwise stdin is empty).
+    pub fn stdin(mut self, bytes: impl Into<Vec<u8>>) -> Self {
+        self.stdin = Some(bytes.into());
+        self
+    }
+
     /// Program and arguments as one line for logs. Never put a secret in an
     /// argument: this line is logged.
     pub fn display(&self) -> String {
@@ -106,13 +114,15 @@ impl Invocation {
     }
 
     fn expression(&self) -> duct::Expression {
-        let mut expr = duct::cmd(&self.program, &self.args)
-            .stdin_null()
-            .unchecked()
-            .before_spawn(|cmd| {
-                cmd.process_group(0);
-                Ok(())
-            });
+        let mut expr = match &self.stdin {
+            Some(bytes) => duct::cmd(&self.program, &self.args).stdin_bytes(bytes.clone()),
+            None => duct::cmd(&self.program, &self.args).stdin_null(),
+        }
+        .unchecked()
+        .before_spawn(|cmd| {
+            cmd.process_group(0);
+            Ok(())
+        });
         for (k, v) in &self.env {
             expr = expr.env(k, v);
         }
@@ -294,6 +304,22 @@ mod tests {
             matches!(&err, ProgramError::Failed { output, .. } if output.contains("broken")),
             "{err}"
         );
+    }
+
+    #[tokio::test]
+    async fn stdin_is_fed_when_given() {
+        let cancel = CancellationToken::new();
+        let out = sh("cat")
+            .stdin("line one\nline two")
+            .run(Duration::from_secs(10), &cancel)
+            .await
+            .unwrap();
+        assert_eq!(out.stdout, "line one\nline two");
+        let out = sh("cat")
+            .run(Duration::from_secs(10), &cancel)
+            .await
+            .unwrap();
+        assert_eq!(out.stdout, "");
     }
 
     #[tokio::test]

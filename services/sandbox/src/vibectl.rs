@@ -49,6 +49,27 @@ pub fn render_instructions(config: &Config) -> String {
     })
 }
 
+/// The request every `vibectl auto` run gets. vibectl 0.11.6's planner
+/// prompt holds only the memory and this request, not the custom
+/// instructions (those reach the memory-update and summary prompts), so
+/// the goal and where to look must be here too. One line, short.
+pub fn auto_request(config: &Config) -> String {
+    format!(
+        "Tune the Kafka broker (StatefulSet kafka, namespace kafka) so consumer p99 \
+         latency stays under {} ms while producer throughput grows. Latest numbers: your \
+         memory and ConfigMap kafka-latency-metrics. Change only the KAFKA_* env vars your \
+         instructions list, one change at a time, within the limits they give.",
+        config.agent.target_latency_ms
+    )
+}
+
+/// One configuration call: arguments and what to feed on stdin.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigureStep {
+    pub args: Vec<String>,
+    pub stdin: Option<String>,
+}
+
 /// vibectl as the agent loop runs it.
 #[derive(Debug, Clone)]
 pub struct Vibectl {
@@ -71,17 +92,19 @@ impl Vibectl {
         inv
     }
 
-    /// The `vibectl` argument lists that configure it, in order.
-    pub fn configure_args(
+    /// The vibectl calls that configure it, in order. The instructions go
+    /// in on stdin: they are long and multi-line.
+    pub fn configure_steps(
         model: &str,
         kubeconfig: Option<&Path>,
         instructions: &str,
-    ) -> Vec<Vec<String>> {
-        let set = |key: &str, value: &str| -> Vec<String> {
-            ["config", "set", key, value]
+    ) -> Vec<ConfigureStep> {
+        let set = |key: &str, value: &str| ConfigureStep {
+            args: ["config", "set", key, value]
                 .iter()
                 .map(|s| s.to_string())
-                .collect()
+                .collect(),
+            stdin: None,
         };
         let mut all = vec![set("llm.model", model)];
         if let Some(path) = kubeconfig {
@@ -91,15 +114,28 @@ impl Vibectl {
         // streaming redraws make no sense in a log file.
         all.push(set("display.show_kubectl", "true"));
         all.push(set("display.show_streaming", "false"));
-        all.push(vec![
-            "instructions".into(),
-            "set".into(),
-            instructions.to_string(),
-        ]);
+        all.push(ConfigureStep {
+            args: vec!["instructions".into(), "set".into()],
+            stdin: Some(instructions.to_string()),
+        });
         all
     }
 
     /// Run one configuration step.
+    pub async fn configure(
+        &self,
+        step: &ConfigureStep,
+        timeout: Duration,
+        cancel: &CancellationToken,
+    ) -> Result<Captured, ProgramError> {
+        let mut inv = self.invocation(&step.args);
+        if let Some(text) = &step.stdin {
+            inv = inv.stdin(text.as_bytes());
+        }
+        inv.run(timeout, cancel).await
+    }
+
+    /// Run to the end, capturing the output.
     pub async fn run_args(
         &self,
         args: &[String],
@@ -114,9 +150,14 @@ impl Vibectl {
         vec!["memory".into(), "update".into(), text.to_string()]
     }
 
-    /// `vibectl auto --limit <n>`.
-    pub fn auto_args(limit: u32) -> Vec<String> {
-        vec!["auto".into(), "--limit".into(), limit.to_string()]
+    /// `vibectl auto --limit <n> <request>`.
+    pub fn auto_args(limit: u32, request: &str) -> Vec<String> {
+        vec![
+            "auto".into(),
+            "--limit".into(),
+            limit.to_string(),
+            request.to_string(),
+        ]
     }
 
     /// Run with output streamed line by line.
@@ -160,26 +201,42 @@ mod tests {
 
     #[test]
     fn configuration_sets_model_kubeconfig_and_instructions() {
-        let all = Vibectl::configure_args(
+        let all = Vibectl::configure_steps(
             "claude-3.7-sonnet",
             Some(Path::new("/k/agent.kubeconfig")),
-            "be good",
+            "be good\nalways",
         );
-        assert_eq!(all[0], ["config", "set", "llm.model", "claude-3.7-sonnet"]);
         assert_eq!(
-            all[1],
+            all[0].args,
+            ["config", "set", "llm.model", "claude-3.7-sonnet"]
+        );
+        assert_eq!(
+            all[1].args,
             ["config", "set", "core.kubeconfig", "/k/agent.kubeconfig"]
         );
-        assert_eq!(all.last().unwrap(), &["instructions", "set", "be good"]);
+        let last = all.last().unwrap();
+        assert_eq!(last.args, ["instructions", "set"]);
+        assert_eq!(last.stdin.as_deref(), Some("be good\nalways"));
         // Nothing anywhere carries a key.
-        assert!(all.iter().flatten().all(|a| !a.contains("key")));
-        let without = Vibectl::configure_args("m", None, "i");
-        assert!(without.iter().all(|a| a[2] != "core.kubeconfig"));
+        assert!(all.iter().flat_map(|s| &s.args).all(|a| !a.contains("key")));
+        let without = Vibectl::configure_steps("m", None, "i");
+        assert!(
+            without
+                .iter()
+                .all(|s| s.args.get(2).map(String::as_str) != Some("core.kubeconfig"))
+        );
     }
 
     #[test]
     fn run_arguments() {
-        assert_eq!(Vibectl::auto_args(3), ["auto", "--limit", "3"]);
+        assert_eq!(
+            Vibectl::auto_args(3, "goal"),
+            ["auto", "--limit", "3", "goal"]
+        );
+        let request = auto_request(&config());
+        assert!(request.contains("under 7.5 ms"), "{request}");
+        assert!(request.contains("kafka-latency-metrics"), "{request}");
+        assert!(!request.contains('\n'));
         assert_eq!(
             Vibectl::memory_update_args("Latest consumer p99 latency: 1.0 ms"),
             ["memory", "update", "Latest consumer p99 latency: 1.0 ms"]

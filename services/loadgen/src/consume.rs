@@ -7,7 +7,6 @@ use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
 use demo_common::status::now_ms;
-use rdkafka::admin::AdminClient;
 use rdkafka::config::FromClientConfigAndContext;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::Message;
@@ -17,7 +16,8 @@ use crate::config::Config;
 use crate::header::{decode_send_time, wall_clock_ns};
 use crate::histogram::LatencyWindow;
 use crate::kafka::{
-    ClientCtx, ConsumerCtx, admin_config, consumer_config, ensure_topic, is_connectivity,
+    ClientCtx, ConsumerCtx, PROBE_TIMEOUT, consumer_config, ensure_topic, find_topic,
+    is_connectivity, probe_connection,
 };
 use crate::metrics::{Shared, WindowFigures};
 use crate::{Error, Result};
@@ -32,35 +32,29 @@ pub(crate) async fn run(
     shared: Arc<Shared>,
     cancel: CancellationToken,
 ) -> Result<()> {
-    let client = ClientCtx {
-        shared: shared.clone(),
-    };
-    // The consumer may start before the producer: both make sure the topic
-    // exists, so neither depends on the other's start order.
-    let admin: Arc<AdminClient<ClientCtx>> = Arc::new(
-        admin_config(config)
-            .create_with_context(client.clone())
-            .map_err(|source| Error::Client {
-                what: "admin client",
-                source,
-            })?,
-    );
-    if !ensure_topic(admin.clone(), config, &shared, &cancel).await? {
-        return Ok(());
-    }
-    drop(admin);
-
     let ctx = ConsumerCtx {
-        client,
+        client: ClientCtx {
+            shared: shared.clone(),
+        },
         assigned_once: AtomicBool::new(false),
     };
-    let consumer: StreamConsumer<ConsumerCtx> =
+    let consumer: Arc<StreamConsumer<ConsumerCtx>> = Arc::new(
         StreamConsumer::from_config_and_context(&consumer_config(config), ctx).map_err(
             |source| Error::Client {
                 what: "consumer",
                 source,
             },
-        )?;
+        )?,
+    );
+    // The consumer may start before the producer: both make sure the topic
+    // exists, so neither depends on the other's start order.
+    let lookup = {
+        let (consumer, topic) = (consumer.clone(), config.topic.clone());
+        move || find_topic(consumer.client(), &topic)
+    };
+    if !ensure_topic(config, &shared, &cancel, lookup).await? {
+        return Ok(());
+    }
     consumer
         .subscribe(&[&config.topic])
         .map_err(|source| Error::Client {
@@ -100,7 +94,14 @@ pub(crate) async fn run(
         tokio::select! {
             biased;
             () = cancel.cancelled() => break,
-            _ = tick.tick() => close_window(&mut e2e),
+            _ = tick.tick() => {
+                close_window(&mut e2e);
+                let probe = consumer.clone();
+                probe_connection(&shared, move || {
+                    probe.fetch_metadata(None, PROBE_TIMEOUT).is_ok()
+                })
+                .await;
+            }
             received = consumer.recv() => match received {
                 Ok(msg) => {
                     let now_ns = wall_clock_ns();

@@ -10,12 +10,10 @@ use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::ClientContext;
 use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, RebalanceProtocol};
-use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
 use rdkafka::producer::{DeliveryResult, ProducerContext};
-use rdkafka::statistics::Statistics;
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use rdkafka::types::RDKafkaRespErr;
-use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
@@ -23,9 +21,6 @@ use crate::histogram::LatencyWindow;
 use crate::metrics::Shared;
 use crate::{Error, Result};
 
-/// How often librdkafka reports statistics; they carry each broker
-/// connection's state, which drives `connected` in `/stats`.
-const STATS_INTERVAL_MS: &str = "1000";
 /// Cap on the reconnect backoff (librdkafka's default is 10 s), so that
 /// both roles notice within a second that a restarted broker is back.
 const RECONNECT_BACKOFF_MAX_MS: &str = "1000";
@@ -42,7 +37,6 @@ pub fn producer_config(config: &Config) -> ClientConfig {
         // waiting for the default 5 minutes: its latency would mean nothing,
         // and during a broker restart the queue would fill with stale sends.
         .set("message.timeout.ms", "30000")
-        .set("statistics.interval.ms", STATS_INTERVAL_MS)
         .set("reconnect.backoff.max.ms", RECONNECT_BACKOFF_MAX_MS);
     c
 }
@@ -60,7 +54,6 @@ pub fn consumer_config(config: &Config) -> ClientConfig {
         // bounds an idle fetch, which the mock cluster otherwise holds for
         // the full default 500 ms and so throttles the consumer.
         .set("fetch.wait.max.ms", "100")
-        .set("statistics.interval.ms", STATS_INTERVAL_MS)
         .set("reconnect.backoff.max.ms", RECONNECT_BACKOFF_MAX_MS);
     c
 }
@@ -91,7 +84,10 @@ pub fn is_connectivity(code: RDKafkaErrorCode) -> bool {
 }
 
 /// The context every client shares: librdkafka's logs go to `debug` (they
-/// repeat per reconnect attempt), connection state goes to [`crate::link`].
+/// repeat per reconnect attempt), "all brokers down" goes to
+/// [`crate::link`]. (No `statistics.interval.ms`: with statistics on,
+/// librdkafka keeps latency averages per message, which costs CPU in the
+/// hot path; see [`probe_connection`] for how recovery is noticed.)
 #[derive(Clone)]
 pub struct ClientCtx {
     pub shared: Arc<Shared>,
@@ -100,15 +96,6 @@ pub struct ClientCtx {
 impl ClientContext for ClientCtx {
     fn log(&self, level: RDKafkaLogLevel, fac: &str, message: &str) {
         tracing::debug!(target: "librdkafka", ?level, "{fac} {message}");
-    }
-
-    fn stats(&self, statistics: Statistics) {
-        let up = statistics.brokers.values().any(|b| b.state == "UP");
-        if up {
-            self.shared.link.mark_up();
-        } else {
-            self.shared.link.mark_down("no broker connection is up");
-        }
     }
 
     fn error(&self, error: KafkaError, reason: &str) {
@@ -125,15 +112,13 @@ impl ClientContext for ClientCtx {
 }
 
 /// The producer's context: delivery reports update counters and the
-/// publish-latency histogram, and wake a sender waiting for queue space.
+/// publish-latency histogram. They run wherever the producer is polled (the
+/// send loop, or the final flush).
 pub struct ProducerCtx {
     pub client: ClientCtx,
     /// Reference point of the monotonic send times in the delivery opaque.
     pub epoch: Instant,
     pub publish_latency: Arc<Mutex<LatencyWindow>>,
-    /// Set while the sender waits for room in librdkafka's queue.
-    pub want_space: AtomicBool,
-    pub space: Notify,
 }
 
 impl ProducerCtx {
@@ -146,9 +131,6 @@ impl ProducerCtx {
 impl ClientContext for ProducerCtx {
     fn log(&self, level: RDKafkaLogLevel, fac: &str, message: &str) {
         self.client.log(level, fac, message);
-    }
-    fn stats(&self, statistics: Statistics) {
-        self.client.stats(statistics);
     }
     fn error(&self, error: KafkaError, reason: &str) {
         self.client.error(error, reason);
@@ -178,9 +160,6 @@ impl ProducerContext for ProducerCtx {
                 m.errors.inc();
             }
         }
-        if self.want_space.load(Ordering::Relaxed) {
-            self.space.notify_one();
-        }
     }
 }
 
@@ -196,9 +175,6 @@ pub struct ConsumerCtx {
 impl ClientContext for ConsumerCtx {
     fn log(&self, level: RDKafkaLogLevel, fac: &str, message: &str) {
         self.client.log(level, fac, message);
-    }
-    fn stats(&self, statistics: Statistics) {
-        self.client.stats(statistics);
     }
     fn error(&self, error: KafkaError, reason: &str) {
         self.client.error(error, reason);
@@ -249,45 +225,43 @@ impl ConsumerContext for ConsumerCtx {
     }
 }
 
-/// Make sure `config.topic` exists: look it up in the cluster's metadata,
-/// create it with `config.partitions` partitions through the admin API if
-/// absent. Retries until the broker answers or `cancel` fires, logging the
-/// wait once. Returns `Ok(false)` when cancelled first.
-pub async fn ensure_topic(
-    admin: Arc<AdminClient<ClientCtx>>,
+/// While disconnected, run `lookup` (a metadata request): success means the
+/// broker is back even if no message has flowed yet (an idle consumer, say).
+/// Called once per window; does nothing while connected.
+pub async fn probe_connection(shared: &Shared, lookup: impl FnOnce() -> bool + Send + 'static) {
+    if shared.link.is_connected() || !shared.link.ever_connected() {
+        return;
+    }
+    if tokio::task::spawn_blocking(lookup).await.unwrap_or(false) {
+        shared.link.mark_up();
+    }
+}
+
+/// How long a reconnection probe waits for metadata.
+pub const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Make sure `config.topic` exists: `lookup` finds it in the cluster's
+/// metadata (through the role's own client, answering its partition count
+/// or `None`); if absent it is created through the admin API with
+/// `config.partitions` partitions. Retries until the broker answers or
+/// `cancel` fires, logging the wait once. Returns `Ok(false)` when
+/// cancelled first.
+pub async fn ensure_topic<F>(
     config: &Config,
-    shared: &Shared,
+    shared: &Arc<Shared>,
     cancel: &CancellationToken,
-) -> Result<bool> {
-    let topic = NewTopic::new(
-        &config.topic,
-        config.partitions,
-        // The demo runs one broker; a larger cluster still accepts 1.
-        TopicReplication::Fixed(1),
-    );
-    let opts = AdminOptions::new().request_timeout(Some(Duration::from_secs(5)));
+    lookup: F,
+) -> Result<bool>
+where
+    F: Fn() -> KafkaResult<Option<usize>> + Clone + Send + 'static,
+{
     let mut logged_wait = false;
     loop {
-        let lookup = {
-            let admin = admin.clone();
-            let name = config.topic.clone();
-            // All topics, not this one: asking for one topic by name can
-            // auto-create it with the broker's default partition count.
-            tokio::task::spawn_blocking(move || {
-                admin
-                    .inner()
-                    .fetch_metadata(None, Duration::from_secs(5))
-                    .map(|md| {
-                        md.topics()
-                            .iter()
-                            .find(|t| t.name() == name && t.error().is_none())
-                            .map(|t| t.partitions().len())
-                    })
-            })
-        };
         let outcome = tokio::select! {
             () = cancel.cancelled() => return Ok(false),
-            r = lookup => r.map_err(|e| Error::Task(e.to_string()))?,
+            r = tokio::task::spawn_blocking(lookup.clone()) => {
+                r.map_err(|e| Error::Task(e.to_string()))?
+            }
         };
         let error = match outcome {
             Ok(Some(partitions)) => {
@@ -297,29 +271,10 @@ pub async fn ensure_topic(
             }
             Ok(None) => {
                 shared.link.mark_up();
-                let created = tokio::select! {
-                    () = cancel.cancelled() => return Ok(false),
-                    r = admin.create_topics([&topic], &opts) => r,
-                };
-                match created {
-                    Ok(results) => {
-                        for r in results {
-                            match r {
-                                Ok(name) => tracing::info!(
-                                    "created topic {name} with {} partitions",
-                                    config.partitions
-                                ),
-                                Err((name, RDKafkaErrorCode::TopicAlreadyExists)) => {
-                                    tracing::info!("topic {name} exists")
-                                }
-                                Err((name, code)) => {
-                                    return Err(Error::CreateTopic { topic: name, code });
-                                }
-                            }
-                        }
-                        return Ok(true);
-                    }
-                    Err(e) => e,
+                match create_topic(config, shared, cancel).await? {
+                    None => return Ok(false),
+                    Some(Ok(())) => return Ok(true),
+                    Some(Err(e)) => e,
                 }
             }
             Err(e) => e,
@@ -337,5 +292,70 @@ pub async fn ensure_topic(
             () = cancel.cancelled() => return Ok(false),
             () = tokio::time::sleep(Duration::from_millis(500)) => {}
         }
+    }
+}
+
+/// The metadata lookup of [`ensure_topic`] for any client: all topics, not
+/// this one by name, because asking for one topic can auto-create it with
+/// the broker's default partition count.
+pub fn find_topic<C: ClientContext>(
+    client: &rdkafka::client::Client<C>,
+    topic: &str,
+) -> KafkaResult<Option<usize>> {
+    let md = client.fetch_metadata(None, Duration::from_secs(5))?;
+    Ok(md
+        .topics()
+        .iter()
+        .find(|t| t.name() == topic && t.error().is_none())
+        .map(|t| t.partitions().len()))
+}
+
+/// Create the topic with a short-lived admin client. `None` when
+/// cancelled; `Some(Err)` when the broker did not answer (retry).
+async fn create_topic(
+    config: &Config,
+    shared: &Arc<Shared>,
+    cancel: &CancellationToken,
+) -> Result<Option<KafkaResult<()>>> {
+    let admin: AdminClient<ClientCtx> = admin_config(config)
+        .create_with_context(ClientCtx {
+            shared: shared.clone(),
+        })
+        .map_err(|source| Error::Client {
+            what: "admin client",
+            source,
+        })?;
+    let topic = NewTopic::new(
+        &config.topic,
+        config.partitions,
+        // The demo runs one broker; a larger cluster still accepts 1.
+        TopicReplication::Fixed(1),
+    );
+    let opts = AdminOptions::new().request_timeout(Some(Duration::from_secs(5)));
+    let created = tokio::select! {
+        () = cancel.cancelled() => None,
+        r = admin.create_topics([&topic], &opts) => Some(r),
+    };
+    // Dropping an admin client joins its polling thread (up to 100 ms).
+    tokio::task::spawn_blocking(move || drop(admin));
+    let Some(created) = created else {
+        return Ok(None);
+    };
+    match created {
+        Ok(results) => {
+            for r in results {
+                match r {
+                    Ok(name) => {
+                        tracing::info!("created topic {name} with {} partitions", config.partitions)
+                    }
+                    Err((name, RDKafkaErrorCode::TopicAlreadyExists)) => {
+                        tracing::info!("topic {name} exists")
+                    }
+                    Err((name, code)) => return Err(Error::CreateTopic { topic: name, code }),
+                }
+            }
+            Ok(Some(Ok(())))
+        }
+        Err(e) => Ok(Some(Err(e))),
     }
 }

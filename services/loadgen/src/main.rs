@@ -159,7 +159,13 @@ fn main() -> ExitCode {
 }
 
 fn run(config: Config) -> anyhow::Result<()> {
-    let runtime = tokio::runtime::Runtime::new().context("start the async runtime")?;
+    // One thread is plenty for a paced send loop, a window timer and a
+    // small HTTP server, and costs less CPU per message than a pool whose
+    // workers wake each other (librdkafka has its own threads for I/O).
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("start the async runtime")?;
     let role = config.role;
     let outcome = runtime.block_on(loadgen::run(config, demo_common::shutdown::signal()));
     // A metadata request still waiting on an unreachable broker must not

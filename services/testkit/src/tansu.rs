@@ -156,6 +156,23 @@ impl Tansu {
         Ok(())
     }
 
+    /// Delete `topic` (`tansu topic delete`), freeing its in-memory data.
+    pub fn delete_topic(&self, topic: &str) -> anyhow::Result<()> {
+        let output = Command::new(&self.binary)
+            .args(["topic", "delete", topic])
+            .args(["--broker", &format!("tcp://127.0.0.1:{}", self.port)])
+            .output()
+            .context("run tansu topic delete")?;
+        if !output.status.success() {
+            bail!(
+                "tansu topic delete {topic} failed ({}): {}",
+                output.status,
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
+        Ok(())
+    }
+
     /// The last lines the broker printed, for failure messages.
     pub fn log_tail(&self) -> String {
         let text = std::fs::read_to_string(&self.log).unwrap_or_default();

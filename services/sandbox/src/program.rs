@@ -95,16 +95,6 @@ impl Invocation {
         self
     }
 
-    /// Program and arguments as one line for logs. Never put a secret in an
-    /// argument: this line is logged.
-    pub fn display(&self) -> String {
-        std::iter::once(&self.program)
-            .chain(&self.args)
-            .map(|a| a.to_string_lossy().into_owned())
-            .collect::<Vec<_>>()
-            .join(" ")
-    }
-
     fn program_name(&self) -> String {
         Path::new(&self.program)
             .file_name()

@@ -226,6 +226,9 @@ fn build_image(api: &Api, args: &Args, component: Component, context: &[u8]) -> 
         Binaries::Host => "prebuilt",
     };
     let mut buildargs = HashMap::new();
+    if component.name == "sandbox" {
+        buildargs.extend(sandbox_versions()?);
+    }
     if args.without_release_downloads {
         buildargs.insert("WITH_RELEASE_DOWNLOADS".to_string(), "0".to_string());
     }
@@ -296,6 +299,24 @@ fn build_image(api: &Api, args: &Args, component: Component, context: &[u8]) -> 
     Ok(())
 }
 
+/// The sandbox's pinned versions and checksums (`KEY=VALUE` lines), passed
+/// to its Dockerfile as build arguments.
+fn sandbox_versions() -> anyhow::Result<Vec<(String, String)>> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../services/sandbox/versions.env");
+    let text =
+        std::fs::read_to_string(&path).with_context(|| format!("read {}", path.display()))?;
+    Ok(parse_key_values(&text))
+}
+
+fn parse_key_values(text: &str) -> Vec<(String, String)> {
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        .collect()
+}
+
 /// Print a line above the spinner, or plainly when there is no terminal
 /// (CI logs), where indicatif draws nothing.
 fn show(bar: &ProgressBar, line: String) {
@@ -340,6 +361,29 @@ mod tests {
             );
             assert!(!text.contains(":latest"), "{}", c.dockerfile);
         }
+    }
+
+    /// The Dockerfile's ARG defaults (what a plain `docker build` uses) equal
+    /// the pins xtask passes.
+    #[test]
+    fn sandbox_dockerfile_defaults_equal_versions_env() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+        let dockerfile = std::fs::read_to_string(root.join("services/sandbox/Dockerfile")).unwrap();
+        let pins = sandbox_versions().unwrap();
+        let mut checked = 0;
+        for line in dockerfile.lines() {
+            let Some((key, default)) = line.strip_prefix("ARG ").and_then(|a| a.split_once('='))
+            else {
+                continue;
+            };
+            if key == "WITH_RELEASE_DOWNLOADS" {
+                continue;
+            }
+            let pinned = pins.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str());
+            assert_eq!(pinned, Some(default), "ARG {key} differs from versions.env");
+            checked += 1;
+        }
+        assert!(checked >= 6, "only {checked} ARGs checked");
     }
 
     #[test]

@@ -50,7 +50,7 @@ pub struct Knobs {
     #[arg(long, env = "PARTITION_SKEW", default_value_t = 0.0, value_parser = fraction)]
     pub partition_skew: f64,
     /// LLM model vibectl uses (an `llm` model id).
-    #[arg(long, env = "VIBECTL_MODEL", default_value = "claude-sonnet-4-5", value_parser = non_empty)]
+    #[arg(long, env = "VIBECTL_MODEL", default_value = "claude-sonnet-4.5", value_parser = non_empty)]
     pub model: String,
     /// Seconds between agent runs.
     #[arg(long, env = "AGENT_INTERVAL_S", default_value_t = 60,

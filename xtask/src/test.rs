@@ -278,6 +278,14 @@ fn ensure_vibectl(sh: &Shell) -> anyhow::Result<()> {
     ));
     cmd!(sh, "python3 -m venv {venv}").run()?;
     let pip = venv.join("bin/pip");
-    cmd!(sh, "{pip} install --quiet vibectl=={VIBECTL_VERSION}").run()?;
+    let mut install = cmd!(sh, "{pip} install --quiet vibectl=={VIBECTL_VERSION}");
+    // pip trusts its own CA list, not the system's; machines behind a
+    // TLS-intercepting proxy (the test machines) have the proxy's CA only in
+    // the system bundle.
+    let system_bundle = Path::new("/etc/ssl/certs/ca-certificates.crt");
+    if std::env::var_os("PIP_CERT").is_none() && system_bundle.exists() {
+        install = install.env("PIP_CERT", system_bundle);
+    }
+    install.run()?;
     Ok(())
 }

@@ -26,10 +26,12 @@ fn docker(args: &[&str]) -> (bool, String) {
     (out.status.success(), format!("{stdout}{stderr}"))
 }
 
-/// Removes the stack whatever happens to the test.
+/// Removes the stack, and stops the attached demo, whatever happens to the
+/// test.
 struct Cleanup {
     project: String,
     cluster: String,
+    demo: Option<std::process::Child>,
 }
 
 impl Cleanup {
@@ -50,6 +52,10 @@ impl Cleanup {
 
 impl Drop for Cleanup {
     fn drop(&mut self) {
+        if let Some(demo) = &mut self.demo {
+            let _ = demo.kill();
+            let _ = demo.wait();
+        }
         let _ = self.command().output();
     }
 }
@@ -221,14 +227,16 @@ fn demo_runs_end_to_end_in_compose() {
     let override_file: PathBuf =
         testkit::exe::workspace_root().join("xtask/tests/e2e/compose.override.yml");
 
-    let cleanup = Cleanup {
+    let mut cleanup = Cleanup {
         project: project.clone(),
         cluster: cluster.clone(),
+        demo: None,
     };
     let port = dashboard_port.to_string();
-    let out = xtask(&[
+    // Attached, as a user runs it; stopped with Ctrl+C (SIGINT) at the end.
+    let demo_log = tempfile::NamedTempFile::new().unwrap();
+    let demo = xtask(&[
         "demo",
-        "--detach",
         "--no-build",
         "--project",
         &project,
@@ -252,12 +260,29 @@ fn demo_runs_end_to_end_in_compose() {
     .env("DEMO_STATUS_VOLUME", format!("{project}-status"))
     .env("E2E_TANSU_IMAGE", TANSU_IMAGE)
     .env("E2E_LLM_DIR", llm_dir.path())
-    .output()
+    .stdout(demo_log.reopen().unwrap())
+    .stderr(std::process::Stdio::piped())
+    .spawn()
     .unwrap();
-    let (demo_out, demo_err) = text(&out);
-    assert!(
-        out.status.success(),
-        "xtask demo failed:\n{demo_out}\n{demo_err}"
+    let demo = cleanup.demo.insert(demo);
+    let read_log = || std::fs::read_to_string(demo_log.path()).unwrap_or_default();
+    let demo_out = wait_for(
+        "xtask demo to report readiness",
+        Duration::from_secs(900),
+        || {
+            if let Ok(Some(status)) = demo.try_wait() {
+                let mut stderr = String::new();
+                demo.stderr
+                    .take()
+                    .map(|mut e| e.read_to_string(&mut stderr));
+                panic!(
+                    "xtask demo exited ({status}) before readiness:\n{}\n{stderr}",
+                    read_log()
+                );
+            }
+            let log = read_log();
+            log.contains("The demo is running.").then_some(log)
+        },
     );
     assert!(demo_out.contains("The demo is running."), "{demo_out}");
     assert!(
@@ -371,14 +396,31 @@ fn demo_runs_end_to_end_in_compose() {
         assert!(!logs.contains(&key), "API key found in the logs of {c}");
     }
     assert!(!agent_log.contains(&key), "API key found in agent.log");
-    assert!(
-        !demo_out.contains(&key) && !demo_err.contains(&key),
-        "API key printed by xtask demo"
-    );
 
-    let out = cleanup.command().output().unwrap();
-    let (stdout, stderr) = text(&out);
-    assert!(out.status.success(), "clean failed:\n{stdout}\n{stderr}");
+    // Ctrl+C: the attached demo removes everything it created.
+    let interrupted = Command::new("kill")
+        .args(["-INT", &demo.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(interrupted.success());
+    let status = wait_for(
+        "xtask demo to stop after Ctrl+C",
+        Duration::from_secs(180),
+        || demo.try_wait().unwrap(),
+    );
+    let mut demo_err = String::new();
+    demo.stderr
+        .take()
+        .map(|mut e| e.read_to_string(&mut demo_err));
+    let stdout = read_log();
+    assert!(
+        status.success(),
+        "xtask demo after Ctrl+C: {status}\n{stdout}\n{demo_err}"
+    );
+    assert!(
+        stdout.contains("stopping: removing everything the demo created"),
+        "{stdout}"
+    );
     assert!(
         stdout.contains(&format!("removed network {project}-net")),
         "{stdout}"
@@ -386,6 +428,10 @@ fn demo_runs_end_to_end_in_compose() {
     assert!(
         stdout.contains(&format!("removed volume {project}-status")),
         "{stdout}"
+    );
+    assert!(
+        !stdout.contains(&key) && !demo_err.contains(&key),
+        "API key printed by xtask demo"
     );
     let label = format!("label=com.docker.compose.project={project}");
     for kind in [

@@ -201,7 +201,8 @@ fn log_action(action: Action, rate: f64, reading: &LatencyReading, backlog: u64)
         Action::BackOffBacklog => tracing::info!(
             "backlog of {backlog} unacknowledged messages, backing off: {rate:.0} msg/s"
         ),
-        Action::HoldNoLatency => tracing::info!("holding {rate:.0} msg/s: {reading}"),
+        // LatencyWatch has already said why.
+        Action::HoldNoLatency => {}
         Action::Hold => tracing::info!("holding {rate:.0} msg/s near target ({reading})"),
     }
 }

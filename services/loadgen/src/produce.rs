@@ -304,26 +304,28 @@ impl Pacer {
 }
 
 impl Sender {
-    /// The loop; returns when cancelled or at the message limit.
+    /// The loop; returns when cancelled or at the message limit. Anything
+    /// that takes a lock (cancellation, rate changes, the publish-delay
+    /// histogram, delivery reports) is done in [`Self::housekeeping`], once
+    /// per pause or per `POLL_EVERY` sends, not per message.
     fn run(mut self) -> Result<()> {
         let epoch = self.producer.context().epoch;
-        let metrics = &self.shared.metrics;
         let mut pacer = Pacer::new(*self.rate_rx.borrow_and_update(), Instant::now());
         let mut rng = StdRng::from_rng(&mut rand::rng());
+        let mut lags: Vec<u64> = Vec::with_capacity(POLL_EVERY as usize);
         let mut since_poll = 0u32;
         let mut sent = 0u64;
         let mut reported_error = false;
         loop {
-            if self.cancel.is_cancelled() || self.limit.is_some_and(|l| sent >= l) {
+            if self.limit.is_some_and(|l| sent >= l) {
+                self.housekeeping(&mut pacer, &mut lags);
                 return Ok(());
-            }
-            if self.rate_rx.has_changed().unwrap_or(false) {
-                let rate = *self.rate_rx.borrow_and_update();
-                pacer = Pacer::new(rate, pacer.due.max(Instant::now()));
             }
             if pacer.limiter.check().is_err() {
                 since_poll = 0;
-                serve_deliveries(&self.producer, &self.shared);
+                if self.housekeeping(&mut pacer, &mut lags) {
+                    return Ok(());
+                }
                 // Pacing, not synchronisation: the limiter's burst covers
                 // what falls due meanwhile.
                 std::thread::sleep(POLL_INTERVAL);
@@ -332,15 +334,14 @@ impl Sender {
             since_poll += 1;
             if since_poll >= POLL_EVERY {
                 since_poll = 0;
-                serve_deliveries(&self.producer, &self.shared);
+                if self.housekeeping(&mut pacer, &mut lags) {
+                    return Ok(());
+                }
             }
 
             let now = Instant::now();
             let lag = now.saturating_duration_since(pacer.due);
-            self.publish_delay
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .record_us(lag.as_micros() as u64);
+            lags.push(lag.as_micros() as u64);
             pacer.due += pacer.interval;
             if lag > MAX_SCHEDULE_LAG {
                 pacer.due = now;
@@ -361,7 +362,7 @@ impl Sender {
             loop {
                 match self.producer.send(record) {
                     Ok(()) => {
-                        metrics.sent.inc();
+                        self.shared.metrics.sent.inc();
                         sent += 1;
                         break;
                     }
@@ -370,11 +371,12 @@ impl Sender {
                         record = r;
                         self.producer.poll(POLL_INTERVAL);
                         if self.cancel.is_cancelled() {
+                            self.housekeeping(&mut pacer, &mut lags);
                             return Ok(());
                         }
                     }
                     Err((e, _)) => {
-                        metrics.errors.inc();
+                        self.shared.metrics.errors.inc();
                         if !reported_error {
                             tracing::warn!(
                                 "send failed: {e} (further send errors are only counted)"
@@ -386,6 +388,23 @@ impl Sender {
                 }
             }
         }
+    }
+
+    /// Record the buffered publish delays, serve delivery reports, pick up
+    /// a new target rate. True when the loop should stop.
+    fn housekeeping(&mut self, pacer: &mut Pacer, lags: &mut Vec<u64>) -> bool {
+        {
+            let mut delay = self.publish_delay.lock().unwrap_or_else(|e| e.into_inner());
+            for lag in lags.drain(..) {
+                delay.record_us(lag);
+            }
+        }
+        serve_deliveries(&self.producer, &self.shared);
+        if self.rate_rx.has_changed().unwrap_or(false) {
+            let rate = *self.rate_rx.borrow_and_update();
+            *pacer = Pacer::new(rate, pacer.due.max(Instant::now()));
+        }
+        self.cancel.is_cancelled()
     }
 }
 

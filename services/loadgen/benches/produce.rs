@@ -185,6 +185,8 @@ impl Kind {
                     .env("MAX_MESSAGE_RATE", &rate)
                     .env("MESSAGE_SIZE_BYTES", &size_s)
                     .env("MESSAGE_LIMIT", &count_s)
+                    // The same batching as the raw loop and Python.
+                    .env("LINGER_MS", "5")
                     .env("METRICS_ADDR", "127.0.0.1:0")
                     .env("STATUS_DIR", std::env::temp_dir())
                     // info for the final "producer stopped" line.

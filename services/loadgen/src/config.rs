@@ -49,6 +49,8 @@ pub struct Config {
     /// `MESSAGE_LIMIT`: the producer stops after this many messages
     /// (0 or unset: never). For tests and benchmarks.
     pub message_limit: Option<u64>,
+    /// `LINGER_MS`: how long the producer batches before sending.
+    pub linger_ms: u32,
 }
 
 impl Config {
@@ -86,6 +88,7 @@ impl Config {
         let window_s = s.number("STATS_WINDOW_S", 5.0f64, 0.1..=3600.0)?;
         let max_age_s = s.number("LATENCY_MAX_AGE_S", 30.0f64, 1.0..=86_400.0)?;
         let limit = s.number("MESSAGE_LIMIT", 0u64, 0..=u64::MAX)?;
+        let linger_ms = s.number("LINGER_MS", 1u32, 0..=1000)?;
         Ok(Self {
             role,
             broker,
@@ -103,6 +106,7 @@ impl Config {
             window: Duration::from_secs_f64(window_s),
             latency_max_age: Duration::from_secs_f64(max_age_s),
             message_limit: (limit > 0).then_some(limit),
+            linger_ms,
         })
     }
 }

@@ -82,6 +82,9 @@ struct SettingFlags {
     /// Producer stops after this many messages, 0 = never [MESSAGE_LIMIT; 0]
     #[arg(long)]
     message_limit: Option<String>,
+    /// Producer batching delay in ms, 0 to 1000 [LINGER_MS; 1]
+    #[arg(long)]
+    linger_ms: Option<String>,
 }
 
 impl SettingFlags {
@@ -103,6 +106,7 @@ impl SettingFlags {
             ("STATS_WINDOW_S", self.window_s),
             ("LATENCY_MAX_AGE_S", self.latency_max_age_s),
             ("MESSAGE_LIMIT", self.message_limit),
+            ("LINGER_MS", self.linger_ms),
         ]
         .into_iter()
         .filter_map(|(var, value)| value.map(|v| (var.to_string(), v)))

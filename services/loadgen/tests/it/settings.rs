@@ -20,6 +20,7 @@ const VARS: &[&str] = &[
     "STATS_WINDOW_S",
     "LATENCY_MAX_AGE_S",
     "MESSAGE_LIMIT",
+    "LINGER_MS",
 ];
 
 /// (variable, bad value, the variable the message must name).
@@ -54,6 +55,7 @@ const BAD: &[(&str, &str, &str)] = &[
     ("STATS_WINDOW_S", "0", "STATS_WINDOW_S"),
     ("LATENCY_MAX_AGE_S", "0", "LATENCY_MAX_AGE_S"),
     ("MESSAGE_LIMIT", "lots", "MESSAGE_LIMIT"),
+    ("LINGER_MS", "2000", "LINGER_MS"),
 ];
 
 fn loadgen(args: &[&str], env: &[(&str, &str)]) -> (Option<i32>, String) {

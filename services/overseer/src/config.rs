@@ -35,7 +35,7 @@ impl Config {
     /// Read and validate every setting from `env`.
     pub fn from_env(env: &dyn EnvSource) -> Result<Self, ConfigError> {
         let s = Settings::new(env);
-        let poll_s = s.number("POLL_INTERVAL_S", 5.0f64, 0.2..=3600.0)?;
+        let poll_s = s.number("POLL_INTERVAL_S", 5.0f64, 0.5..=600.0)?;
         Ok(Self {
             producer_url: s.http_url("PRODUCER_STATS_URL", "http://producer:9100/stats")?,
             consumer_url: s.http_url("CONSUMER_STATS_URL", "http://consumer:9100/stats")?,
@@ -47,15 +47,16 @@ impl Config {
                 15.0f64,
                 1.0..=86_400.0,
             )?),
-            history: Duration::from_secs(60 * s.number("HISTORY_MINUTES", 30u64, 1..=1440)?),
+            history: Duration::from_secs(60 * s.number("HISTORY_MINUTES", 30u64, 1..=720)?),
             dashboard_addr: s.socket_addr("DASHBOARD_ADDR", "0.0.0.0:8080")?,
         })
     }
 
-    /// How many poll results the history keeps.
+    /// How many poll results the history keeps: one per interval over the
+    /// span, both ends included.
     pub fn history_points(&self) -> usize {
-        let points = self.history.as_secs_f64() / self.poll_interval.as_secs_f64();
-        (points.ceil() as usize).max(1)
+        let intervals = self.history.as_secs_f64() / self.poll_interval.as_secs_f64();
+        intervals.ceil() as usize + 1
     }
 }
 
@@ -75,8 +76,10 @@ mod tests {
         assert_eq!(c.producer_url, "http://producer:9100/stats");
         assert_eq!(c.poll_interval, Duration::from_secs(5));
         assert_eq!(c.dashboard_addr.port(), 8080);
-        // 30 minutes at one point per 5 s.
-        assert_eq!(c.history_points(), 360);
+        // 30 minutes at one point per 5 s, both ends included.
+        assert_eq!(c.history_points(), 361);
+        assert_eq!(c.stale_after, Duration::from_secs(15));
+        assert_eq!(c.history, Duration::from_secs(1800));
     }
 
     #[test]

@@ -9,17 +9,24 @@ use axum::extract::State;
 use axum::http::header;
 use axum::response::{Html, IntoResponse};
 use axum::routing::get;
-use demo_common::stats::MetricsSnapshot;
+use demo_common::stats::{LoadStats, MetricsSnapshot};
 use demo_common::status::AgentLogLine;
 use serde::Serialize;
 
 use crate::Shared;
-use crate::sandbox_view::{self, SandboxView};
+use crate::sandbox_view::SandboxView;
 use crate::window::Point;
 
 const INDEX_HTML: &str = include_str!("../static/index.html");
 const APP_JS: &str = include_str!("../static/app.js");
 const STYLE_CSS: &str = include_str!("../static/style.css");
+
+/// Most points one history answer carries; longer histories are thinned
+/// evenly (a chart is at most about this many pixels wide anyway).
+const MAX_CHART_POINTS: usize = 1500;
+
+/// The API changes every poll; a cached answer would freeze the page.
+const NO_STORE: (header::HeaderName, &str) = (header::CACHE_CONTROL, "no-store");
 
 pub(crate) fn router(shared: Arc<Shared>) -> Router {
     Router::new()
@@ -49,29 +56,37 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .with_state(shared)
 }
 
-/// `/api/snapshot`: everything the page's headline, panels and state show.
+/// `/api/snapshot`: everything the page's headline, panels and states show.
 #[derive(Serialize)]
 struct Snapshot {
-    /// `None` until the first poll.
+    /// What metrics.json holds; `None` until the first poll.
     metrics: Option<MetricsSnapshot>,
+    /// The sources' own `/stats` from the last poll; `None` when down.
+    producer: Option<LoadStats>,
+    consumer: Option<LoadStats>,
     target_latency_ms: f64,
     poll_interval_s: f64,
+    /// Consumer figures older than this are not written to latency.txt.
+    stale_after_s: f64,
+    /// What the charts cover.
+    history_s: f64,
     sandbox: SandboxView,
 }
 
-async fn snapshot(State(shared): State<Arc<Shared>>) -> Json<Snapshot> {
-    let metrics = shared.latest.lock().ok().and_then(|l| l.clone());
-    let dir = shared.config.status_dir.clone();
-    // File reads are small; keep them off the async workers anyway.
-    let sandbox = tokio::task::spawn_blocking(move || sandbox_view::read(&dir))
-        .await
-        .unwrap_or_else(|_| sandbox_view::read(std::path::Path::new("/nonexistent")));
-    Json(Snapshot {
-        metrics,
-        target_latency_ms: shared.config.target_latency_ms,
-        poll_interval_s: shared.config.poll_interval.as_secs_f64(),
-        sandbox,
-    })
+async fn snapshot(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
+    let config = &shared.config;
+    let live = shared.live();
+    let body = Snapshot {
+        metrics: live.snapshot.clone(),
+        producer: live.producer.clone(),
+        consumer: live.consumer.clone(),
+        target_latency_ms: config.target_latency_ms,
+        poll_interval_s: config.poll_interval.as_secs_f64(),
+        stale_after_s: config.stale_after.as_secs_f64(),
+        history_s: config.history.as_secs_f64(),
+        sandbox: live.sandbox.clone(),
+    };
+    ([NO_STORE], Json(body))
 }
 
 /// `/api/history`: the charts' points and the agent's actions to mark.
@@ -81,21 +96,24 @@ struct History {
     actions: Vec<AgentLogLine>,
 }
 
-async fn history(State(shared): State<Arc<Shared>>) -> Json<History> {
-    let points: Vec<Point> = shared
-        .history
-        .lock()
-        .map(|h| h.points().copied().collect())
-        .unwrap_or_default();
-    let oldest = points.first().map(|p| p.time_ms).unwrap_or(0);
-    let dir = shared.config.status_dir.clone();
-    let actions = tokio::task::spawn_blocking(move || sandbox_view::actions(&dir))
-        .await
-        .unwrap_or_default()
-        .into_iter()
+async fn history(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
+    let live = shared.live();
+    let stride = live.history.len().div_ceil(MAX_CHART_POINTS).max(1);
+    let points: Vec<Point> = live.history.points().step_by(stride).copied().collect();
+    // Actions over the whole span the charts cover, including those from
+    // before the first poll (the sandbox may have started first).
+    let span_ms = shared.config.history.as_millis() as u64;
+    let oldest = points
+        .last()
+        .map_or(0, |p| p.time_ms.saturating_sub(span_ms));
+    let actions = live
+        .sandbox
+        .actions
+        .iter()
         .filter(|a| a.time_ms >= oldest)
+        .cloned()
         .collect();
-    Json(History { points, actions })
+    ([NO_STORE], Json(History { points, actions }))
 }
 
 async fn metrics(State(shared): State<Arc<Shared>>) -> impl IntoResponse {

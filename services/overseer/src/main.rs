@@ -2,14 +2,17 @@
 //! `metrics.json` and a live dashboard. `overseer healthcheck` is what the
 //! Compose healthcheck runs (the image has no curl).
 
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::process::ExitCode;
 use std::time::Duration;
 
+use anyhow::Context;
 use clap::{Parser, Subcommand};
 use demo_common::config::{EXIT_BAD_CONFIG, ProcessEnv};
 use overseer::Config;
 
-/// Latency for the agent, metrics, and a live dashboard.
+/// Latency for the agent, metrics, and a live dashboard. Settings come from
+/// environment variables (see the README).
 #[derive(Parser)]
 #[command(name = "overseer", version, about)]
 struct Cli {
@@ -21,8 +24,13 @@ struct Cli {
 enum Cmd {
     /// Poll the load generator, write the status files, serve the dashboard (the default).
     Run,
-    /// Exit 0 when this container's dashboard answers /healthz, else 1.
-    Healthcheck,
+    /// Exit 0 when a running overseer's /healthz answers 200, else 1.
+    Healthcheck {
+        /// What to probe; default: /healthz on DASHBOARD_ADDR's port (a
+        /// wildcard host becomes 127.0.0.1).
+        #[arg(long)]
+        url: Option<String>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -34,58 +42,62 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_BAD_CONFIG as u8);
         }
     };
-    let runtime = match tokio::runtime::Runtime::new() {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match cli.cmd.unwrap_or(Cmd::Run) {
-        Cmd::Healthcheck => runtime.block_on(healthcheck(&config)),
+    let outcome = match cli.cmd.unwrap_or(Cmd::Run) {
         Cmd::Run => {
             demo_common::telemetry::init();
-            match runtime.block_on(overseer::run(config, demo_common::shutdown::signal())) {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => {
-                    let mut message = e.to_string();
-                    let mut source = std::error::Error::source(&e);
-                    while let Some(s) = source {
-                        message.push_str(&format!(": {s}"));
-                        source = s.source();
-                    }
-                    tracing::error!("{message}");
-                    ExitCode::FAILURE
-                }
-            }
+            run(config)
+        }
+        Cmd::Healthcheck { url } => {
+            let url = url.unwrap_or_else(|| healthz_url(config.dashboard_addr));
+            healthcheck(&url)
+        }
+    };
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
         }
     }
 }
 
-async fn healthcheck(config: &Config) -> ExitCode {
-    let url = format!("http://127.0.0.1:{}/healthz", config.dashboard_addr.port());
-    let answer = match reqwest::Client::builder()
-        .timeout(Duration::from_secs(2))
-        .build()
-    {
-        Ok(client) => client.get(&url).send().await,
-        Err(e) => {
-            println!("not healthy: {e}");
-            return ExitCode::FAILURE;
-        }
+fn run(config: Config) -> anyhow::Result<()> {
+    tokio::runtime::Runtime::new()
+        .context("start the async runtime")?
+        .block_on(overseer::run(config, demo_common::shutdown::signal()))
+        .context("run the overseer")
+}
+
+/// `/healthz` of the overseer listening on `addr`, as seen from the same host.
+fn healthz_url(addr: SocketAddr) -> String {
+    let ip = if addr.ip().is_unspecified() {
+        IpAddr::V4(Ipv4Addr::LOCALHOST)
+    } else {
+        addr.ip()
     };
-    match answer {
-        Ok(r) if r.status().is_success() => {
-            println!("healthy");
-            ExitCode::SUCCESS
-        }
-        Ok(r) => {
-            println!("not healthy: {url} answered {}", r.status());
-            ExitCode::FAILURE
-        }
-        Err(e) => {
-            println!("not healthy: {url}: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    format!("http://{}/healthz", SocketAddr::new(ip, addr.port()))
+}
+
+fn healthcheck(url: &str) -> anyhow::Result<()> {
+    let probe = async {
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(2))
+            .build()
+            .context("build the HTTP client")?;
+        let status = client
+            .get(url)
+            .send()
+            .await
+            .with_context(|| format!("GET {url}"))?
+            .status();
+        anyhow::ensure!(status.is_success(), "GET {url} answered {status}");
+        Ok(())
+    };
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("start the async runtime")?
+        .block_on(probe)?;
+    println!("healthy: {url}");
+    Ok(())
 }

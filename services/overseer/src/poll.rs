@@ -1,17 +1,23 @@
 //! The poll loop: every interval, ask both sources for their `/stats`, fold
-//! the answers into the published figures, write the status files and update
-//! what the dashboard shows.
+//! the answers into the published figures, write the status files, read what
+//! the sandbox left, and update what the dashboard shows.
 
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use demo_common::stats::LoadStats;
+use demo_common::stats::{LoadStats, MetricsSnapshot};
 use demo_common::status::{self, LATENCY_FILE, METRICS_FILE};
 use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
 
 use crate::Shared;
+use crate::sandbox_view::SandboxWatch;
 use crate::window::{Point, PollResult, Tracker};
+
+/// Agent actions kept for the charts (a few per `vibectl auto` run, so
+/// hours of them).
+const ACTIONS_KEPT: usize = 2000;
 
 /// One source's answer, or why there was none, in a line.
 async fn fetch(client: &reqwest::Client, url: &str) -> PollResult {
@@ -71,6 +77,7 @@ pub(crate) async fn poll_loop(shared: Arc<Shared>, stop: CancellationToken) {
         }
     };
     let mut tracker = Tracker::default();
+    let mut watch = Some(SandboxWatch::new(&config.status_dir, ACTIONS_KEPT));
     let mut ticks = tokio::time::interval(config.poll_interval);
     ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let (mut producer_log, mut consumer_log, mut write_log) =
@@ -93,7 +100,29 @@ pub(crate) async fn poll_loop(shared: Arc<Shared>, stop: CancellationToken) {
             &consumer,
             status::now_ms(),
         );
-        let written = write_files(&config.status_dir, &outcome.snapshot, outcome.fresh_p99_ms);
+
+        // File work (fsync included) off the async workers.
+        let dir = config.status_dir.clone();
+        let snapshot = outcome.snapshot.clone();
+        let fresh_p99_ms = outcome.fresh_p99_ms;
+        let mut taken = watch.take();
+        let files = tokio::task::spawn_blocking(move || {
+            let written = write_files(&dir, &snapshot, fresh_p99_ms);
+            let view = taken.as_mut().map(SandboxWatch::refresh);
+            (written, taken, view)
+        })
+        .await;
+        let (written, sandbox) = match files {
+            Ok((written, taken, view)) => {
+                watch = taken;
+                (written, view)
+            }
+            Err(e) => (Err(std::io::Error::other(e.to_string())), None),
+        };
+        // A watch lost to a panic starts over rather than stopping the page.
+        if watch.is_none() {
+            watch = Some(SandboxWatch::new(&config.status_dir, ACTIONS_KEPT));
+        }
         write_log.report(
             &format!("writing to {}", config.status_dir.display()),
             written.as_ref().err().map(|e| e.to_string()),
@@ -102,20 +131,21 @@ pub(crate) async fn poll_loop(shared: Arc<Shared>, stop: CancellationToken) {
             &outcome.snapshot,
             outcome.fresh_p99_ms.is_some() && written.is_ok(),
         );
-        if let Ok(mut history) = shared.history.lock() {
-            history.push(Point::from(&outcome.snapshot));
-        }
-        if let Ok(mut latest) = shared.latest.lock() {
-            *latest = Some(outcome.snapshot);
-        }
+
+        let mut live = shared.live();
+        live.history.push(Point::from(&outcome.snapshot));
+        live.snapshot = Some(outcome.snapshot);
+        live.producer = producer.ok();
+        live.consumer = consumer.ok();
+        live.sandbox = sandbox.unwrap_or_default();
     }
 }
 
 /// metrics.json every poll; latency.txt only with a fresh window's p99, so
 /// its modification time says how fresh it is.
-fn write_files(
-    dir: &std::path::Path,
-    snapshot: &demo_common::stats::MetricsSnapshot,
+pub(crate) fn write_files(
+    dir: &Path,
+    snapshot: &MetricsSnapshot,
     fresh_p99_ms: Option<f64>,
 ) -> std::io::Result<()> {
     let json = serde_json::to_vec_pretty(snapshot).map_err(std::io::Error::other)?;
@@ -124,4 +154,95 @@ fn write_files(
         status::write_atomic(dir, LATENCY_FILE, status::format_latency(p99).as_bytes())?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use demo_common::stats::{Quantiles, Sources};
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    fn snapshot(i: u64) -> MetricsSnapshot {
+        MetricsSnapshot {
+            timestamp_ms: i,
+            latency_timestamp_ms: Some(i),
+            target_latency_ms: 5.0,
+            window_s: 5.0,
+            latency_ms: Some(Quantiles {
+                count: i,
+                p99: i as f64 / 10.0,
+                ..Default::default()
+            }),
+            producer_target_rate: Some(1000.0),
+            producer_rate: Some(999.0),
+            consumer_rate: Some(998.0),
+            publish_delay_p99_ms: None,
+            sources: Sources {
+                // A long error makes each file many pages, so a torn write
+                // would show.
+                producer: demo_common::stats::SourceStatus {
+                    up: false,
+                    last_ok_ms: None,
+                    error: Some("x".repeat((i % 7) as usize * 20_000)),
+                },
+                ..Default::default()
+            },
+        }
+    }
+
+    #[test]
+    fn a_reader_never_sees_a_partial_file() {
+        let dir = tempfile::tempdir().unwrap();
+        write_files(dir.path(), &snapshot(0), Some(0.0)).unwrap();
+        let done = Arc::new(AtomicBool::new(false));
+        let reader = {
+            let dir = dir.path().to_path_buf();
+            let done = done.clone();
+            std::thread::spawn(move || {
+                let mut reads = 0u64;
+                while !done.load(Ordering::Relaxed) {
+                    let json = std::fs::read(dir.join(METRICS_FILE)).unwrap();
+                    let parsed: MetricsSnapshot =
+                        serde_json::from_slice(&json).unwrap_or_else(|e| {
+                            panic!("partial metrics.json ({} bytes): {e}", json.len())
+                        });
+                    let latency = std::fs::read_to_string(dir.join(LATENCY_FILE)).unwrap();
+                    status::parse_latency(&latency)
+                        .unwrap_or_else(|e| panic!("partial latency.txt: {e}"));
+                    assert!(latency.ends_with('\n'), "{latency:?}");
+                    assert!(parsed.timestamp_ms < 400);
+                    reads += 1;
+                }
+                reads
+            })
+        };
+        for i in 1..400 {
+            write_files(dir.path(), &snapshot(i), Some(i as f64 / 10.0)).unwrap();
+        }
+        done.store(true, Ordering::Relaxed);
+        let reads = reader.join().unwrap();
+        assert!(reads > 0, "the reader never ran");
+        // Only the two files: no temp file left behind.
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 2);
+    }
+
+    #[test]
+    fn latency_txt_is_left_alone_without_a_fresh_p99() {
+        let dir = tempfile::tempdir().unwrap();
+        write_files(dir.path(), &snapshot(1), Some(4.25)).unwrap();
+        let path = dir.path().join(LATENCY_FILE);
+        let old = std::time::SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
+        std::fs::File::options()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_modified(old)
+            .unwrap();
+        write_files(dir.path(), &snapshot(2), None).unwrap();
+        assert_eq!(std::fs::metadata(&path).unwrap().modified().unwrap(), old);
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "4.2\n");
+        let json: MetricsSnapshot =
+            serde_json::from_slice(&std::fs::read(dir.path().join(METRICS_FILE)).unwrap()).unwrap();
+        assert_eq!(json.timestamp_ms, 2, "metrics.json is written every poll");
+    }
 }

@@ -165,8 +165,9 @@ function drawChart(svg, series, opts) {
     el("text", { x: W / 2, y: H / 2, "text-anchor": "middle", class: "empty" }, opts.empty);
     return;
   }
-  let t1 = Math.max(...times);
-  let t0 = Math.min(...times);
+  const actionTimes = (opts.actions || []).map((a) => a.time_ms);
+  let t1 = Math.max(...times, ...actionTimes);
+  let t0 = Math.min(...times, ...actionTimes);
   if (t1 - t0 < 60000) t0 = t1 - 60000;
   const top = Math.max(...all.map((p) => p.v), ...(opts.floorMax ? [opts.floorMax] : []));
   // Round the axis up to 4 steps of 1, 2 or 5 × 10^n, so tick labels are clean.

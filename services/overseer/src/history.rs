@@ -66,7 +66,10 @@ mod tests {
         Point {
             time_ms,
             p50_ms: None,
+            p95_ms: None,
             p99_ms: Some(1.0),
+            p999_ms: None,
+            max_ms: None,
             target_ms: 5.0,
             producer_rate: None,
             producer_target_rate: None,

@@ -2,20 +2,21 @@
 //! it polls, `/metrics` and `/healthz`.
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use axum::Json;
 use axum::Router;
 use axum::extract::State;
-use axum::http::header;
+use axum::http::{StatusCode, header};
 use axum::response::{Html, IntoResponse};
 use axum::routing::get;
 use demo_common::stats::{LoadStats, MetricsSnapshot};
-use demo_common::status::AgentLogLine;
+use demo_common::status::{self, AgentLogLine};
 use serde::Serialize;
 
-use crate::Shared;
 use crate::sandbox_view::SandboxView;
 use crate::window::Point;
+use crate::{Shared, poll};
 
 const INDEX_HTML: &str = include_str!("../static/index.html");
 const APP_JS: &str = include_str!("../static/app.js");
@@ -52,7 +53,7 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .route("/api/snapshot", get(snapshot))
         .route("/api/history", get(history))
         .route("/metrics", get(metrics))
-        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/healthz", get(healthz))
         .with_state(shared)
 }
 
@@ -114,6 +115,20 @@ async fn history(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
         .cloned()
         .collect();
     ([NO_STORE], Json(History { points, actions }))
+}
+
+/// `/healthz`: 200 while the poll loop keeps polling, 503 once it stalls
+/// (the page would still load, but nothing would be written).
+async fn healthz(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
+    let last = shared.last_poll_ms.load(Ordering::Relaxed);
+    if poll::poll_loop_alive(status::now_ms(), last, shared.config.poll_interval) {
+        (StatusCode::OK, "ok\n")
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the poll loop has stalled\n",
+        )
+    }
 }
 
 async fn metrics(State(shared): State<Arc<Shared>>) -> impl IntoResponse {

@@ -13,6 +13,7 @@ mod http;
 mod poll;
 
 use std::future::Future;
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use demo_common::stats::{LoadStats, MetricsSnapshot};
@@ -44,6 +45,9 @@ pub(crate) struct Shared {
     pub config: Config,
     live: Mutex<Live>,
     pub metrics: metrics::Metrics,
+    /// When the poll loop last finished a poll (ms since the epoch); what
+    /// `/healthz` judges the overseer by.
+    pub last_poll_ms: AtomicU64,
 }
 
 /// The latest figures and the charts' history, replaced by each poll.
@@ -96,6 +100,8 @@ pub async fn serve(
             sandbox: SandboxView::default(),
         }),
         metrics: metrics::Metrics::new(),
+        // Counting from the start gives the first poll its time.
+        last_poll_ms: AtomicU64::new(demo_common::status::now_ms()),
         config,
     });
     if let Ok(addr) = listener.local_addr() {

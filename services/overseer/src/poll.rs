@@ -4,6 +4,7 @@
 
 use std::path::Path;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use demo_common::stats::{LoadStats, MetricsSnapshot};
@@ -132,6 +133,9 @@ pub(crate) async fn poll_loop(shared: Arc<Shared>, stop: CancellationToken) {
             outcome.fresh_p99_ms.is_some() && written.is_ok(),
         );
 
+        shared
+            .last_poll_ms
+            .store(status::now_ms(), Ordering::Relaxed);
         let mut live = shared.live();
         live.history.push(Point::from(&outcome.snapshot));
         live.snapshot = Some(outcome.snapshot);
@@ -139,6 +143,14 @@ pub(crate) async fn poll_loop(shared: Arc<Shared>, stop: CancellationToken) {
         live.consumer = consumer.ok();
         live.sandbox = sandbox.unwrap_or_default();
     }
+}
+
+/// Whether a poll loop that last finished a poll at `last_ms` is still
+/// working at `now_ms`: a few intervals of slack, since one poll may wait
+/// for timeouts and slow file writes.
+pub(crate) fn poll_loop_alive(now_ms: u64, last_ms: u64, interval: Duration) -> bool {
+    let slack = (3 * interval).max(Duration::from_secs(15));
+    now_ms.saturating_sub(last_ms) <= slack.as_millis() as u64
 }
 
 /// metrics.json every poll; latency.txt only with a fresh window's p99, so
@@ -160,7 +172,7 @@ pub(crate) fn write_files(
 mod tests {
     use super::*;
     use demo_common::stats::{Quantiles, Sources};
-    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::atomic::AtomicBool;
 
     fn snapshot(i: u64) -> MetricsSnapshot {
         MetricsSnapshot {
@@ -188,6 +200,18 @@ mod tests {
                 ..Default::default()
             },
         }
+    }
+
+    #[test]
+    fn the_poll_loop_is_alive_within_a_few_intervals() {
+        let five = Duration::from_secs(5);
+        assert!(poll_loop_alive(100_000, 100_000, five));
+        assert!(poll_loop_alive(115_000, 100_000, five));
+        assert!(!poll_loop_alive(115_001, 100_000, five));
+        // Slow polling gets proportionally more slack.
+        assert!(poll_loop_alive(250_000, 100_000, Duration::from_secs(60)));
+        // A clock stepped back is not a stall.
+        assert!(poll_loop_alive(90_000, 100_000, five));
     }
 
     #[test]

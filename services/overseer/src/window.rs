@@ -36,7 +36,10 @@ pub struct Outcome {
 pub struct Point {
     pub time_ms: u64,
     pub p50_ms: Option<f64>,
+    pub p95_ms: Option<f64>,
     pub p99_ms: Option<f64>,
+    pub p999_ms: Option<f64>,
+    pub max_ms: Option<f64>,
     pub target_ms: f64,
     pub producer_rate: Option<f64>,
     pub producer_target_rate: Option<f64>,
@@ -48,7 +51,10 @@ impl From<&MetricsSnapshot> for Point {
         Self {
             time_ms: m.timestamp_ms,
             p50_ms: m.latency_ms.map(|q| q.p50),
+            p95_ms: m.latency_ms.map(|q| q.p95),
             p99_ms: m.latency_ms.map(|q| q.p99),
+            p999_ms: m.latency_ms.map(|q| q.p999),
+            max_ms: m.latency_ms.map(|q| q.max),
             target_ms: m.target_latency_ms,
             producer_rate: m.producer_rate,
             producer_target_rate: m.producer_target_rate,
@@ -239,6 +245,7 @@ mod tests {
         let point = Point::from(&out.snapshot);
         assert_eq!(point.p99_ms, Some(8.0));
         assert_eq!(point.p50_ms, Some(4.0));
+        assert_eq!(point.max_ms, Some(16.0));
         assert_eq!(point.time_ms, 2_000);
         assert_eq!(point.consumer_rate, Some(1000.0));
     }

@@ -5,7 +5,7 @@
 
 use std::time::{Duration, SystemTime};
 
-use crate::support::{Live, get, wait_for};
+use crate::support::{Live, Options, get, wait_for};
 
 fn latency_mtime(live: &Live) -> SystemTime {
     std::fs::metadata(live.dir().join("latency.txt"))
@@ -16,7 +16,7 @@ fn latency_mtime(live: &Live) -> SystemTime {
 
 #[test]
 fn latency_and_metrics_follow_the_consumer_and_survive_its_death() {
-    let mut live = Live::start(Duration::from_millis(500));
+    let mut live = Live::start(Options::default());
 
     let p99 = wait_for("latency.txt with a number", Duration::from_secs(60), || {
         let text = std::fs::read_to_string(live.dir().join("latency.txt")).ok()?;
@@ -86,7 +86,7 @@ fn latency_and_metrics_follow_the_consumer_and_survive_its_death() {
 
 #[test]
 fn healthcheck_passes_against_a_running_overseer() {
-    let live = Live::start(Duration::from_secs(1));
+    let live = Live::start(Options::default());
     wait_for("the dashboard", Duration::from_secs(10), || {
         get(&live.url("/healthz"))
     });

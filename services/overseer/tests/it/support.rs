@@ -40,7 +40,14 @@ fn unique(prefix: &str) -> String {
     format!("{prefix}-{}-{nanos:x}", std::process::id())
 }
 
-fn loadgen(role: &str, bootstrap: &str, topic: &str, status: &Path, port: u16) -> Child {
+fn loadgen(
+    role: &str,
+    bootstrap: &str,
+    topic: &str,
+    target_latency_ms: &str,
+    status: &Path,
+    port: u16,
+) -> Child {
     let exe: PathBuf = testkit::exe::workspace_bin("loadgen", "loadgen").unwrap();
     Command::new(exe)
         .arg(role)
@@ -54,7 +61,7 @@ fn loadgen(role: &str, bootstrap: &str, topic: &str, status: &Path, port: u16) -
         .env("MESSAGE_RATE_PER_SECOND", "200")
         .env("MIN_MESSAGE_RATE", "100")
         .env("MAX_MESSAGE_RATE", "300")
-        .env("TARGET_LATENCY_MS", "1000")
+        .env("TARGET_LATENCY_MS", target_latency_ms)
         .env("STATS_WINDOW_S", "1")
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
@@ -62,8 +69,31 @@ fn loadgen(role: &str, bootstrap: &str, topic: &str, status: &Path, port: u16) -
         .unwrap()
 }
 
+/// How a live setup differs between tests.
+#[derive(Debug, Clone, Copy)]
+pub struct Options {
+    pub poll_interval: Duration,
+    /// The overseer's target, and the producer's (which adapts its rate to
+    /// the p99 the overseer writes).
+    pub target_latency_ms: f64,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            poll_interval: Duration::from_millis(500),
+            target_latency_ms: 1000.0,
+        }
+    }
+}
+
 impl Live {
-    pub fn start(poll_interval: Duration) -> Self {
+    pub fn start(options: Options) -> Self {
+        let Options {
+            poll_interval,
+            target_latency_ms,
+        } = options;
+        let target = target_latency_ms.to_string();
         let mock = MockCluster::new(1).unwrap();
         let topic = unique("ov-topic");
         mock.create_topic(&topic, 2, 1).unwrap();
@@ -71,8 +101,22 @@ impl Live {
         let status = tempfile::tempdir().unwrap();
         let (producer_port, consumer_port, dashboard_port) =
             (free_port(), free_port(), free_port());
-        let consumer = loadgen("consume", &bootstrap, &topic, status.path(), consumer_port);
-        let producer = loadgen("produce", &bootstrap, &topic, status.path(), producer_port);
+        let consumer = loadgen(
+            "consume",
+            &bootstrap,
+            &topic,
+            &target,
+            status.path(),
+            consumer_port,
+        );
+        let producer = loadgen(
+            "produce",
+            &bootstrap,
+            &topic,
+            &target,
+            status.path(),
+            producer_port,
+        );
 
         let env = std::collections::HashMap::from([
             (
@@ -87,7 +131,7 @@ impl Live {
                 "STATUS_DIR".to_string(),
                 status.path().display().to_string(),
             ),
-            ("TARGET_LATENCY_MS".to_string(), "1000".to_string()),
+            ("TARGET_LATENCY_MS".to_string(), target.clone()),
             (
                 "POLL_INTERVAL_S".to_string(),
                 poll_interval.as_secs_f64().to_string(),
@@ -161,7 +205,7 @@ impl Drop for Live {
     }
 }
 
-/// GET a URL with a blocking-free little client and parse its JSON.
+/// GET a URL and parse its JSON; `None` unless it answered 200 with JSON.
 pub fn get_json<T: serde::de::DeserializeOwned>(url: &str) -> Option<T> {
     let (status, body) = get(url)?;
     (status == 200)
@@ -169,21 +213,21 @@ pub fn get_json<T: serde::de::DeserializeOwned>(url: &str) -> Option<T> {
         .flatten()
 }
 
-/// Status code and body of a plain HTTP/1.0 GET to 127.0.0.1.
+/// Status code and body of a GET; `None` when nothing answered.
 pub fn get(url: &str) -> Option<(u16, String)> {
-    use std::io::{Read, Write};
-    let rest = url.strip_prefix("http://")?;
-    let (host, path) = rest.split_once('/').map(|(h, p)| (h, format!("/{p}")))?;
-    let mut stream = std::net::TcpStream::connect(host).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(stream, "GET {path} HTTP/1.0\r\nHost: {host}\r\n\r\n").ok()?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response).ok()?;
-    let status = response.split_whitespace().nth(1)?.parse().ok()?;
-    let body = response
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())?;
-    Some((status, body))
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(5))
+            .build()
+            .ok()?;
+        let response = client.get(url).send().await.ok()?;
+        let status = response.status().as_u16();
+        Some((status, response.text().await.ok()?))
+    })
 }
 
 /// Poll `probe` until it returns `Some`, or fail naming what was awaited.

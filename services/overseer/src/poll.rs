@@ -81,8 +81,12 @@ pub(crate) async fn poll_loop(shared: Arc<Shared>, stop: CancellationToken) {
     let mut watch = Some(SandboxWatch::new(&config.status_dir, ACTIONS_KEPT));
     let mut ticks = tokio::time::interval(config.poll_interval);
     ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    let (mut producer_log, mut consumer_log, mut write_log) =
-        (Once::default(), Once::default(), Once::default());
+    let (mut producer_log, mut consumer_log, mut write_log, mut latency_log) = (
+        Once::default(),
+        Once::default(),
+        Once::default(),
+        Once::default(),
+    );
     loop {
         tokio::select! {
             () = stop.cancelled() => return,
@@ -100,6 +104,11 @@ pub(crate) async fn poll_loop(shared: Arc<Shared>, stop: CancellationToken) {
             &producer,
             &consumer,
             status::now_ms(),
+        );
+
+        latency_log.report(
+            "latency.txt",
+            stale_reason(&outcome.snapshot, config.stale_after),
         );
 
         // File work (fsync included) off the async workers.
@@ -142,6 +151,19 @@ pub(crate) async fn poll_loop(shared: Arc<Shared>, stop: CancellationToken) {
         live.producer = producer.ok();
         live.consumer = consumer.ok();
         live.sandbox = sandbox.unwrap_or_default();
+    }
+}
+
+/// Why latency.txt is not being refreshed, when its latest window is older
+/// than `stale_after` (a poll that sees the same window twice is normal).
+fn stale_reason(snapshot: &MetricsSnapshot, stale_after: Duration) -> Option<String> {
+    let limit = stale_after.as_millis() as u64;
+    match snapshot.latency_timestamp_ms {
+        None => Some("not written yet: no consumer window with samples so far".to_string()),
+        Some(t) if snapshot.timestamp_ms.saturating_sub(t) > limit => Some(format!(
+            "left alone: no consumer window with samples for over {stale_after:?}"
+        )),
+        Some(_) => None,
     }
 }
 
@@ -200,6 +222,22 @@ mod tests {
                 ..Default::default()
             },
         }
+    }
+
+    #[test]
+    fn stale_latency_is_reported_only_past_the_bound() {
+        let fifteen = Duration::from_secs(15);
+        let mut s = snapshot(20_000);
+        s.latency_timestamp_ms = None;
+        assert!(
+            stale_reason(&s, fifteen)
+                .unwrap()
+                .contains("not written yet")
+        );
+        s.latency_timestamp_ms = Some(5_000);
+        assert_eq!(stale_reason(&s, fifteen), None);
+        s.latency_timestamp_ms = Some(4_999);
+        assert!(stale_reason(&s, fifteen).unwrap().contains("left alone"));
     }
 
     #[test]

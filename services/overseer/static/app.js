@@ -20,6 +20,12 @@ function clock(ms, withSeconds = true) {
   return new Date(ms).toTimeString().slice(0, withSeconds ? 8 : 5);
 }
 
+function fmtAge(s) {
+  if (s < 120) return `${Math.round(s)} s`;
+  if (s < 120 * 60) return `${Math.round(s / 60)} min`;
+  return `${Math.round(s / 3600)} h`;
+}
+
 function setText(id, text, value) {
   const el = $(id);
   el.textContent = text;
@@ -64,7 +70,7 @@ function renderHeadline(snap) {
     const age = (m.timestamp_ms - (m.latency_timestamp_ms || m.timestamp_ms)) / 1000;
     if (age > snap.stale_after_s) {
       card.classList.add("stale");
-      verdict = `stale: no new window for ${Math.round(age)} s`;
+      verdict = `stale: no new window for ${fmtAge(age)}`;
     } else if (q.p99 <= target) {
       card.classList.add("ok");
       verdict = `within target, ${fmtMs(target - q.p99)} ms to spare`;

@@ -164,13 +164,18 @@ fn free_port() -> u16 {
 }
 
 /// The number after "Latest consumer p99 latency: " in `text`.
-fn reported_latency(text: &str) -> Option<f64> {
-    let rest = &text[text.find("Latest consumer p99 latency: ")? + 29..];
-    let number: String = rest
-        .chars()
-        .take_while(|c| c.is_ascii_digit() || *c == '.')
-        .collect();
-    number.parse().ok()
+/// Every number after "Latest consumer p99 latency: " in `text`, as written
+/// (the first updates say "unknown" until the overseer has measured).
+fn reported_latencies(text: &str) -> Vec<String> {
+    text.split("Latest consumer p99 latency: ")
+        .skip(1)
+        .map(|rest| {
+            rest.chars()
+                .take_while(|c| c.is_ascii_digit() || *c == '.')
+                .collect::<String>()
+        })
+        .filter(|n| n.parse::<f64>().is_ok())
+        .collect()
 }
 
 fn started_at(container: &str) -> std::time::SystemTime {
@@ -331,24 +336,40 @@ fn demo_runs_end_to_end_in_compose() {
         "{metrics}"
     );
 
+    // A memory update carrying a measured number, then a vibectl auto run
+    // that finished after it.
     let agent_log = wait_for(
-        "an agent memory update and a finished vibectl auto run",
+        "an agent memory update with a number and a finished vibectl auto run after it",
         Duration::from_secs(240),
         || {
             let log = status_file(&overseer, "agent.log")?;
-            (log.contains("[memory-update] Latest consumer p99 latency: ")
-                && log.contains("[auto-end]"))
-            .then_some(log)
+            let numbered = log
+                .lines()
+                .position(|l| l.contains("[memory-update]") && !reported_latencies(l).is_empty())?;
+            log.lines()
+                .skip(numbered)
+                .any(|l| l.contains("[auto-end]"))
+                .then_some(log)
         },
     );
-    let logged = reported_latency(&agent_log).expect("agent.log carries a latency number");
-    assert!(logged > 0.0 && logged < 10_000.0, "agent.log: {agent_log}");
+    let logged = reported_latencies(&agent_log);
+    for n in &logged {
+        let v: f64 = n.parse().unwrap();
+        assert!(
+            v > 0.0 && v < 10_000.0,
+            "implausible {v} in agent.log:\n{agent_log}"
+        );
+    }
 
+    // vibectl sent one of those very numbers to the LLM.
     let requests = llm.requests();
     let texts: Vec<String> = requests.iter().map(testkit::llm::request_text).collect();
     assert!(
-        texts.iter().any(|t| reported_latency(t).is_some()),
-        "no LLM request carried the latency; requests: {texts:#?}"
+        texts
+            .iter()
+            .flat_map(|t| reported_latencies(t))
+            .any(|n| logged.contains(&n)),
+        "no LLM request carried a latency from agent.log {logged:?}; requests: {texts:#?}"
     );
     assert!(
         requests.iter().any(testkit::llm::is_planner_request),

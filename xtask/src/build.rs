@@ -305,16 +305,7 @@ fn sandbox_versions() -> anyhow::Result<Vec<(String, String)>> {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../services/sandbox/versions.env");
     let text =
         std::fs::read_to_string(&path).with_context(|| format!("read {}", path.display()))?;
-    Ok(parse_key_values(&text))
-}
-
-fn parse_key_values(text: &str) -> Vec<(String, String)> {
-    text.lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty() && !l.starts_with('#'))
-        .filter_map(|l| l.split_once('='))
-        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
-        .collect()
+    Ok(demo_common::config::parse_key_values(&text))
 }
 
 /// Print a line above the spinner, or plainly when there is no terminal

@@ -188,12 +188,32 @@ impl<'a> Settings<'a> {
     }
 }
 
+/// The `KEY=VALUE` pairs of an env-file text (`services/sandbox/versions.env`),
+/// blank lines and `#` comments skipped.
+pub fn parse_key_values(text: &str) -> Vec<(String, String)> {
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn env(pairs: &[(&'static str, &'static str)]) -> HashMap<&'static str, &'static str> {
         pairs.iter().copied().collect()
+    }
+
+    #[test]
+    fn key_values_skip_comments_and_blanks() {
+        let pairs = parse_key_values("# pins\n\nA=1\n  B = x=y \nnot a pair\n");
+        assert_eq!(
+            pairs,
+            vec![("A".into(), "1".into()), ("B".into(), "x=y".into())]
+        );
     }
 
     #[test]

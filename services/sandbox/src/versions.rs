@@ -19,14 +19,7 @@ pub const VIBECTL_VERSION: &str = "0.11.6";
 pub const VERSIONS_ENV: &str = include_str!("../versions.env");
 
 /// The `KEY=VALUE` pairs of a `versions.env`-style text, comments skipped.
-pub fn parse_versions_env(text: &str) -> Vec<(String, String)> {
-    text.lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty() && !l.starts_with('#'))
-        .filter_map(|l| l.split_once('='))
-        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
-        .collect()
-}
+pub use demo_common::config::parse_key_values as parse_versions_env;
 
 #[cfg(test)]
 mod tests {

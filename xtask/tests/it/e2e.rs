@@ -418,6 +418,61 @@ fn demo_runs_end_to_end_in_compose() {
     }
     assert!(!agent_log.contains(&key), "API key found in agent.log");
 
+    // `logs`: a service's through Compose, and the agent's from the volume.
+    let stack_args = ["--project", project.as_str(), "--cluster", cluster.as_str()];
+    let out = xtask(&[&["logs", "agent"][..], &stack_args].concat())
+        .output()
+        .unwrap();
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "logs agent: {stderr}");
+    assert!(stdout.contains("[memory-update]"), "{stdout}");
+    let out = xtask(&[&["logs", "producer", "--tail", "20"][..], &stack_args].concat())
+        .env("DEMO_NETWORK", format!("{project}-net"))
+        .env("DEMO_STATUS_VOLUME", format!("{project}-status"))
+        .output()
+        .unwrap();
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "logs producer: {stdout}\n{stderr}");
+    assert!(stdout.contains("producer"), "{stdout}");
+    let out = xtask(&[&["logs", "nonsense"][..], &stack_args].concat())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(text(&out).1.contains("unknown service \"nonsense\""));
+
+    // `down` stops the services but keeps the network and the status volume
+    // for a fast restart.
+    let out = xtask(
+        &[
+            &[
+                "down",
+                "--compose-override",
+                &override_file.to_string_lossy(),
+            ][..],
+            &stack_args,
+        ]
+        .concat(),
+    )
+    .env("DEMO_NETWORK", format!("{project}-net"))
+    .env("DEMO_STATUS_VOLUME", format!("{project}-status"))
+    .env("E2E_TANSU_IMAGE", TANSU_IMAGE)
+    .env("E2E_LLM_DIR", llm_dir.path())
+    .output()
+    .unwrap();
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "down: {stdout}\n{stderr}");
+    let label = format!("label=com.docker.compose.project={project}");
+    let (_, left) = docker(&["ps", "-aq", "--filter", &label]);
+    assert!(left.trim().is_empty(), "containers left after down: {left}");
+    assert!(
+        docker(&["network", "inspect", &format!("{project}-net")]).0,
+        "down removed the network"
+    );
+    assert!(
+        docker(&["volume", "inspect", &format!("{project}-status")]).0,
+        "down removed the volume"
+    );
+
     // Ctrl+C: the attached demo removes everything it created.
     let interrupted = Command::new("kill")
         .args(["-INT", &demo.id().to_string()])
@@ -454,7 +509,6 @@ fn demo_runs_end_to_end_in_compose() {
         !stdout.contains(&key) && !demo_err.contains(&key),
         "API key printed by xtask demo"
     );
-    let label = format!("label=com.docker.compose.project={project}");
     for kind in [
         &["ps", "-aq"][..],
         &["network", "ls", "-q"],

@@ -113,11 +113,9 @@ pub fn build_all(sh: &Shell, api: &Api, args: &Args) -> anyhow::Result<()> {
 }
 
 fn build_host_binaries(sh: &Shell, profile: &str) -> anyhow::Result<()> {
-    let bins: Vec<String> = COMPONENTS
-        .iter()
-        .flat_map(|c| ["--bin".to_string(), c.name.to_string()])
-        .collect();
-    cmd!(sh, "cargo build --profile {profile} {bins...}").run()?;
+    // Every binary of the workspace, as `cargo xtask test` builds them: the
+    // same feature set, so the two never make cargo relink each other's.
+    cmd!(sh, "cargo build --profile {profile} --workspace --bins").run()?;
     Ok(())
 }
 

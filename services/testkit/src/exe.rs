@@ -93,19 +93,22 @@ pub fn workspace_root() -> PathBuf {
 }
 
 /// Build `bin` of workspace package `package` (debug profile) and return its
-/// path, so a test can run it as a separate process. `cargo xtask test`
-/// builds every binary beforehand, so this is normally a quick no-op.
+/// path, so a test can run it as a separate process of another package (a
+/// package's own tests use `env!("CARGO_BIN_EXE_<name>")`). It builds the
+/// whole workspace's binaries, as `cargo xtask test` does beforehand: the same
+/// feature set, so this is a no-op there instead of a relink with other
+/// features (which would also make the next `cargo test` relink again).
 pub fn workspace_bin(package: &str, bin: &str) -> anyhow::Result<PathBuf> {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let output = Command::new(&cargo)
         .current_dir(workspace_root())
-        .args(["build", "--quiet", "--package", package, "--bin", bin])
+        .args(["build", "--quiet", "--workspace", "--bins"])
         .args(["--message-format", "json"])
         .output()
         .with_context(|| format!("run cargo build for {package}/{bin}"))?;
     if !output.status.success() {
         bail!(
-            "cargo build -p {package} --bin {bin} failed:\n{}",
+            "cargo build --workspace --bins (for {package}/{bin}) failed:\n{}",
             String::from_utf8_lossy(&output.stderr)
         );
     }
@@ -116,12 +119,15 @@ pub fn workspace_bin(package: &str, bin: &str) -> anyhow::Result<PathBuf> {
         };
         if msg["reason"] == "compiler-artifact"
             && msg["target"]["name"] == bin
+            && msg["package_id"]
+                .as_str()
+                .is_some_and(|id| id.contains(package))
             && let Some(exe) = msg["executable"].as_str()
         {
             return Ok(PathBuf::from(exe));
         }
     }
-    bail!("cargo build -p {package} --bin {bin} reported no executable")
+    bail!("cargo build --workspace --bins reported no executable {bin} of {package}")
 }
 
 #[cfg(test)]

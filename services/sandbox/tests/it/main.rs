@@ -15,11 +15,9 @@ use std::time::{Duration, Instant};
 
 use demo_common::status::{AgentLogLine, read_agent_log_tail};
 
-/// The `sandbox` binary, built once per test run.
+/// The `sandbox` binary cargo built for these tests.
 pub fn sandbox_bin() -> PathBuf {
-    static BIN: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
-    BIN.get_or_init(|| testkit::exe::workspace_bin("sandbox", "sandbox").unwrap())
-        .clone()
+    PathBuf::from(env!("CARGO_BIN_EXE_sandbox"))
 }
 
 /// A kube client for the fake API server.
@@ -30,14 +28,15 @@ pub fn client_for(fake: &testkit::kube_api::FakeKube) -> kube::Client {
 
 /// Poll `check` until it holds; panic with `what` after `timeout`.
 pub fn wait_until(what: &str, timeout: Duration, mut check: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
+    let started = Instant::now();
     while !check() {
         assert!(
-            Instant::now() < deadline,
+            started.elapsed() < timeout,
             "timed out after {timeout:?} waiting for {what}"
         );
         std::thread::sleep(Duration::from_millis(50));
     }
+    eprintln!("{what}: after {:.1?}", started.elapsed());
 }
 
 /// The async twin of [`wait_until`], for tests on a tokio runtime.

@@ -361,16 +361,32 @@ fn demo_runs_end_to_end_in_compose() {
         );
     }
 
-    // vibectl sent one of those very numbers to the LLM.
-    let requests = llm.requests();
-    let texts: Vec<String> = requests.iter().map(testkit::llm::request_text).collect();
-    assert!(
-        texts
+    // vibectl sent one of the measured numbers on to the LLM (agent.log is
+    // read again: the loop may have moved on while we waited).
+    let carries_logged_latency = |requests: &[serde_json::Value]| {
+        let logged = status_file(&overseer, "agent.log")
+            .map(|log| reported_latencies(&log))
+            .unwrap_or_default();
+        requests
             .iter()
-            .flat_map(|t| reported_latencies(t))
-            .any(|n| logged.contains(&n)),
-        "no LLM request carried a latency from agent.log {logged:?}; requests: {texts:#?}"
-    );
+            .flat_map(|r| reported_latencies(&testkit::llm::request_text(r)))
+            .any(|n| logged.contains(&n))
+    };
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let requests = loop {
+        let requests = llm.requests();
+        if carries_logged_latency(&requests) {
+            break requests;
+        }
+        if Instant::now() > deadline {
+            let texts: Vec<String> = requests.iter().map(testkit::llm::request_text).collect();
+            panic!(
+                "no LLM request carried a latency from agent.log:\n{}\nrequests: {texts:#?}",
+                status_file(&overseer, "agent.log").unwrap_or_default()
+            );
+        }
+        std::thread::sleep(Duration::from_secs(1));
+    };
     assert!(
         requests.iter().any(testkit::llm::is_planner_request),
         "no planner call from vibectl auto among {} requests",

@@ -4,7 +4,9 @@
 
 use std::process::Command;
 
-use crate::{need_docker, text, unique, xtask};
+use testkit::unique;
+
+use crate::{need_docker, text, xtask};
 
 fn docker(args: &[&str]) -> String {
     let out = Command::new("docker").args(args).output().unwrap();

@@ -6,13 +6,14 @@
 //! written, the agent loop drives the real vibectl with that number, the
 //! dashboard answers, the API key leaks nowhere, and `clean` leaves nothing.
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use crate::{need_docker, text, unique, xtask};
+use testkit::{free_port, http_get, unique, wait_for};
+
+use crate::{need_docker, text, xtask};
 
 /// Images of this test carry their own prefix so a developer's real demo
 /// images are never replaced.
@@ -80,21 +81,14 @@ fn build_tansu_image(tansu: &Path) {
     assert!(ok, "build the tansu image: {out}");
 }
 
-/// vibectl's `llm` pointed at the scripted endpoint on the host.
+/// vibectl's `llm` pointed at the scripted endpoint on the host, which the
+/// sandbox reaches as host.docker.internal.
 fn llm_config(port: u16) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(
-        dir.path().join("extra-openai-models.yaml"),
-        format!(
-            "- model_id: scripted\n  model_name: scripted\n  \
-             api_base: http://host.docker.internal:{port}/v1\n  \
-             api_key_name: scripted\n  supports_schema: true\n"
-        ),
-    )
-    .unwrap();
-    std::fs::write(
-        dir.path().join("keys.json"),
-        r#"{"scripted": "llm-test-key"}"#,
+    testkit::llm::write_llm_config(
+        dir.path(),
+        "scripted",
+        &format!("http://host.docker.internal:{port}/v1"),
     )
     .unwrap();
     // The sandbox runs as its own user and llm writes its log database here.
@@ -126,41 +120,6 @@ fn container_of(project: &str, service: &str) -> String {
 fn status_file(container: &str, name: &str) -> Option<String> {
     let (ok, out) = docker(&["exec", container, "cat", &format!("/tmp/status/{name}")]);
     ok.then_some(out)
-}
-
-/// Poll `probe` every second until it returns `Some`, or fail saying what was
-/// awaited.
-fn wait_for<T>(what: &str, timeout: Duration, mut probe: impl FnMut() -> Option<T>) -> T {
-    let started = Instant::now();
-    loop {
-        if let Some(v) = probe() {
-            eprintln!("e2e: {what} after {:.0?}", started.elapsed());
-            return v;
-        }
-        assert!(
-            started.elapsed() < timeout,
-            "timed out after {timeout:?} waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_secs(1));
-    }
-}
-
-fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(stream, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").ok()?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response).ok()?;
-    let status = response.split_whitespace().nth(1)?.parse().ok()?;
-    Some((status, response))
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("0.0.0.0:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// The number after "Latest consumer p99 latency: " in `text`.
@@ -394,10 +353,11 @@ fn demo_runs_end_to_end_in_compose() {
     );
 
     let (status, body) = wait_for("the dashboard", Duration::from_secs(30), || {
-        http_get(dashboard_port, "/")
+        http_get(&format!("http://127.0.0.1:{dashboard_port}/"))
     });
     assert_eq!(status, 200, "{body}");
-    let (status, _) = http_get(dashboard_port, "/healthz").expect("healthz answers");
+    let (status, _) =
+        http_get(&format!("http://127.0.0.1:{dashboard_port}/healthz")).expect("healthz answers");
     assert_eq!(status, 200);
 
     let out = xtask(&[

@@ -30,12 +30,3 @@ pub fn need_docker() -> bool {
         "start Docker, or run `cargo xtask test` on a machine with Docker",
     )
 }
-
-/// A name no other test run uses.
-pub fn unique(prefix: &str) -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0);
-    format!("{prefix}-{}-{nanos:x}", std::process::id())
-}

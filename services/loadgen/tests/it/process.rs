@@ -1,21 +1,14 @@
 //! The binary as Compose runs it: a separate process against a broker on a
 //! real socket (the mock cluster listens on loopback), stopped by SIGTERM.
 
-use std::net::TcpListener;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use rdkafka::mocking::MockCluster;
 
-use crate::support::{unique, wait_for};
+use testkit::free_port;
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+use crate::support::{unique, wait_for};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_stops_both_roles_cleanly_with_exit_0() {

@@ -11,7 +11,9 @@ use std::time::Duration;
 
 use demo_common::status::{self, AgentLogLine, BrokerSettings, Phase};
 
-use crate::support::{Live, Options, get_json, wait_for};
+use testkit::wait_for;
+
+use crate::support::{Live, Options, get_json};
 
 const TARGET_MS: f64 = 20.0;
 

@@ -5,7 +5,9 @@
 
 use std::time::{Duration, SystemTime};
 
-use crate::support::{Live, Options, get, wait_for};
+use testkit::{http_get, wait_for};
+
+use crate::support::{Live, Options};
 
 fn latency_mtime(live: &Live) -> SystemTime {
     std::fs::metadata(live.dir().join("latency.txt"))
@@ -76,7 +78,7 @@ fn latency_and_metrics_follow_the_consumer_and_survive_its_death() {
     );
     // The overseer itself is fine, and says so to the Compose healthcheck
     // (which reaches a wildcard DASHBOARD_ADDR through 127.0.0.1).
-    assert_eq!(get(&live.url("/healthz")).map(|(s, _)| s), Some(200));
+    assert_eq!(http_get(&live.url("/healthz")).map(|(s, _)| s), Some(200));
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_overseer"))
         .arg("healthcheck")
         .env("DASHBOARD_ADDR", format!("0.0.0.0:{}", live.dashboard_port))
@@ -88,7 +90,7 @@ fn latency_and_metrics_follow_the_consumer_and_survive_its_death() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let (status, body) = get(&live.url("/metrics")).unwrap();
+    let (status, body) = http_get(&live.url("/metrics")).unwrap();
     assert_eq!(status, 200);
     assert!(
         body.contains("overseer_source_up{source=\"consumer\"} 0"),

@@ -61,7 +61,7 @@ fn every_bad_setting_exits_2_with_one_line() {
 
 #[test]
 fn healthcheck_fails_without_a_dashboard() {
-    let port = crate::support::free_port();
+    let port = testkit::free_port();
     let out = Command::new(env!("CARGO_BIN_EXE_overseer"))
         .arg("healthcheck")
         .env("DASHBOARD_ADDR", format!("127.0.0.1:{port}"))

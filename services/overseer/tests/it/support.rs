@@ -2,15 +2,15 @@
 //! produce` and `loadgen consume` processes against it, and a real overseer
 //! (in-process) polling them and writing into a temporary status directory.
 
-use std::net::TcpListener as StdListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use demo_common::stats::{LoadStats, MetricsSnapshot};
 use overseer::Config;
 use rdkafka::mocking::MockCluster;
 use rdkafka::producer::DefaultProducerContext;
+use testkit::{free_port, http_get, unique};
 
 pub struct Live {
     // Kept alive for the loadgen processes; dropped last.
@@ -22,22 +22,6 @@ pub struct Live {
     pub dashboard_port: u16,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     runtime: Option<tokio::runtime::Runtime>,
-}
-
-pub fn free_port() -> u16 {
-    StdListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn unique(prefix: &str) -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .subsec_nanos();
-    format!("{prefix}-{}-{nanos:x}", std::process::id())
 }
 
 fn loadgen(
@@ -207,41 +191,8 @@ impl Drop for Live {
 
 /// GET a URL and parse its JSON; `None` unless it answered 200 with JSON.
 pub fn get_json<T: serde::de::DeserializeOwned>(url: &str) -> Option<T> {
-    let (status, body) = get(url)?;
+    let (status, body) = http_get(url)?;
     (status == 200)
         .then(|| serde_json::from_str(&body).ok())
         .flatten()
-}
-
-/// Status code and body of a GET; `None` when nothing answered.
-pub fn get(url: &str) -> Option<(u16, String)> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    runtime.block_on(async {
-        let client = reqwest::Client::builder()
-            .timeout(Duration::from_secs(5))
-            .build()
-            .ok()?;
-        let response = client.get(url).send().await.ok()?;
-        let status = response.status().as_u16();
-        Some((status, response.text().await.ok()?))
-    })
-}
-
-/// Poll `probe` until it returns `Some`, or fail naming what was awaited.
-pub fn wait_for<T>(what: &str, timeout: Duration, mut probe: impl FnMut() -> Option<T>) -> T {
-    let started = Instant::now();
-    loop {
-        if let Some(v) = probe() {
-            eprintln!("{what}: after {:.1?}", started.elapsed());
-            return v;
-        }
-        assert!(
-            started.elapsed() < timeout,
-            "timed out after {timeout:?} waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
 }

@@ -15,7 +15,9 @@ use testkit::exe::{StandIn, path_with};
 use testkit::kube_api::FakeKube;
 
 use crate::phases::stand_in_vibectl;
-use crate::{Sandbox, agent_log, client_for, free_port, healthcheck, wait_until};
+use testkit::free_port;
+
+use crate::{Sandbox, agent_log, client_for, healthcheck, wait_until};
 
 const STS_PATH: &str = "/apis/apps/v1/namespaces/kafka/statefulsets/kafka";
 

@@ -51,15 +51,6 @@ pub async fn wait_until_async(what: &str, timeout: Duration, mut check: impl FnM
     }
 }
 
-/// A TCP port that was free a moment ago.
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// All of agent.log in `status_dir`.
 pub fn agent_log(status_dir: &Path) -> Vec<AgentLogLine> {
     read_agent_log_tail(status_dir, usize::MAX)
@@ -157,3 +148,17 @@ pub fn healthcheck(status_dir: &Path) -> bool {
 
 /// The k3d kubeconfig fixture (real EC certificates, like k3s makes).
 pub const K3D_KUBECONFIG: &str = include_str!("../fixtures/k3d-kubeconfig.yaml");
+
+/// Every file below `dir`, recursively (for "the key is in no file" checks).
+pub fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            out.extend(files_under(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
+}

@@ -14,7 +14,9 @@ use testkit::exe::{StandIn, path_with};
 use testkit::kube_api::FakeKube;
 use tokio_util::sync::CancellationToken;
 
-use crate::{K3D_KUBECONFIG, Sandbox, agent_log, free_port, healthcheck, wait_until};
+use testkit::free_port;
+
+use crate::{K3D_KUBECONFIG, Sandbox, agent_log, files_under, healthcheck, wait_until};
 
 /// A secret that must never show up anywhere.
 const API_KEY: &str = "sk-ant-test-never-anywhere-4711";
@@ -83,19 +85,6 @@ fn start_backend() -> std::net::SocketAddr {
         }
     });
     addr
-}
-
-fn files_under(dir: &Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-        let path = entry.path();
-        if path.is_dir() {
-            out.extend(files_under(&path));
-        } else {
-            out.push(path);
-        }
-    }
-    out
 }
 
 #[test]

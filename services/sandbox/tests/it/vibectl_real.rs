@@ -4,14 +4,14 @@
 //! configuration commands it accepts, `memory update` carrying the number,
 //! `vibectl auto --limit 1` completing a planner round.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use demo_common::status::{AGENT_AUTO_END, AGENT_NOTE, LATENCY_FILE, SHUTDOWN_FILE};
 use testkit::exe::path_with;
 use testkit::llm::{ScriptedLlm, is_planner_request, request_text};
 
-use crate::{Sandbox, agent_log, wait_until};
+use crate::{Sandbox, agent_log, files_under, wait_until};
 
 const API_KEY: &str = "sk-ant-real-vibectl-test-never-stored-0815";
 
@@ -19,19 +19,6 @@ const API_KEY: &str = "sk-ant-real-vibectl-test-never-stored-0815";
 fn real_vibectl() -> Option<PathBuf> {
     let path = std::env::var_os("VIBECTL_BIN").map(PathBuf::from)?;
     path.is_file().then_some(path)
-}
-
-fn files_under(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-        let path = entry.path();
-        if path.is_dir() {
-            out.extend(files_under(&path));
-        } else {
-            out.push(path);
-        }
-    }
-    out
 }
 
 #[test]

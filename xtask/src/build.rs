@@ -308,7 +308,7 @@ fn sandbox_versions() -> anyhow::Result<Vec<(String, String)>> {
 
 /// Print a line above the spinner, or plainly when there is no terminal
 /// (CI logs), where indicatif draws nothing.
-fn show(bar: &ProgressBar, line: String) {
+pub(crate) fn show(bar: &ProgressBar, line: String) {
     if bar.is_hidden() {
         println!("{line}");
     } else {

@@ -14,6 +14,7 @@ use demo_common::status::{self, AgentLogLine, Phase};
 use indicatif::{ProgressBar, ProgressStyle};
 use xshell::Shell;
 
+use crate::build::show;
 use crate::docker::{self, Api};
 use crate::knobs::Knobs;
 use crate::project::Instance;
@@ -271,14 +272,6 @@ fn describe_failure(api: &Api, failed: &ServiceState) -> String {
     )
 }
 
-fn show(bar: &ProgressBar, line: String) {
-    if bar.is_hidden() {
-        println!("{line}");
-    } else {
-        bar.println(line);
-    }
-}
-
 fn mmss(d: Duration) -> String {
     let s = d.as_secs();
     format!("{}m{:02}s", s / 60, s % 60)
@@ -327,11 +320,7 @@ pub fn read_live(
     project: &str,
 ) -> anyhow::Result<(Option<MetricsSnapshot>, Option<AgentLogLine>)> {
     let states = stack::service_states(api, project)?;
-    let Some(reader) = ["overseer", "k8s-sandbox", "producer", "consumer"]
-        .iter()
-        .filter_map(|s| stack::find_service(&states, s))
-        .find(|s| s.state == "running")
-    else {
+    let Some(reader) = stack::status_reader(&states) else {
         bail!("no container of the demo is running");
     };
     let metrics = stack::read_status_file(api, &reader.container, status::METRICS_FILE)?

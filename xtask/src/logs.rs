@@ -61,7 +61,7 @@ impl Args {
         let mut shown = 0usize;
         loop {
             let states = stack::service_states(&api, &self.instance.project)?;
-            let Some(reader) = states.iter().find(|s| s.state == "running") else {
+            let Some(reader) = stack::status_reader(&states) else {
                 bail!("the demo is not running (no container to read {AGENT_LOG_FILE} through)");
             };
             let text = stack::read_status_file(&api, &reader.container, AGENT_LOG_FILE)?

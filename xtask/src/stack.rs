@@ -167,6 +167,15 @@ pub fn find_service<'a>(states: &'a [ServiceState], service: &str) -> Option<&'a
     states.iter().find(|s| s.service == service)
 }
 
+/// A running container that mounts the status volume (every service does;
+/// containers an override adds may not), the overseer first.
+pub fn status_reader(states: &[ServiceState]) -> Option<&ServiceState> {
+    ["overseer", "k8s-sandbox", "producer", "consumer"]
+        .iter()
+        .filter_map(|s| find_service(states, s))
+        .find(|s| s.state == "running")
+}
+
 /// Read a file from the status volume through a running container that
 /// mounts it. `Ok(None)` when the file does not exist (yet).
 pub fn read_status_file(api: &Api, container: &str, name: &str) -> anyhow::Result<Option<Vec<u8>>> {

@@ -32,7 +32,7 @@ impl Args {
     pub fn run(self, _sh: &Shell) -> anyhow::Result<()> {
         let api = Api::connect().context("connect to Docker")?;
         let services = stack::service_states(&api, &self.instance.project)?;
-        let reader = services.iter().find(|s| s.state == "running");
+        let reader = stack::status_reader(&services);
         let mut phases_done = Vec::new();
         let mut metrics = None;
         if let Some(r) = reader {
